@@ -1,0 +1,42 @@
+"""The GEMM roof: the best square-matmul GFLOP/s of this device, measured in the same run as the benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn, *, repeats: int = 3, device: torch.device | None = None) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` (seconds), after one warm-up call."""
+    fn()
+    if device is not None:
+        _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if device is not None:
+            _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_roof(dtype: torch.dtype, device: torch.device, *, quick: bool = False) -> float:
+    """max over n of 2n³ / t for an n×n GEMM (GFLOP/s)."""
+    sizes = (1024, 2048) if quick else (1024, 2048, 4096)
+    if device.type == "cuda":
+        sizes = (4096, 8192)
+    best = 0.0
+    gen = torch.Generator(device=device).manual_seed(0)
+    for n in sizes:
+        a = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
+        b = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
+        t = time_call(lambda: a @ b, repeats=3, device=device)
+        best = max(best, 2 * n**3 / t / 1e9)
+    return best
