@@ -1,0 +1,153 @@
+"""``sgdbayes list | run CHAPTER | book`` — run the book's chapters with papermill at any profile.
+
+    sgdbayes list [--profile P]
+    sgdbayes run CHAPTER [--profile P] [-p name=value ...] [--force]
+    sgdbayes book [--profile P] [--no-html] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from sgdbayes.chapters import ConfigError, discover, load_profiles, resolve_parameters
+from sgdbayes.paths import project_root
+from sgdbayes.runner import REPORT, ChapterFailed, DEFAULT_KERNEL, execute, jupyter_book_build
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"-p expects name=value, got {item!r}")
+        name, value = item.split("=", 1)
+        overrides[name.strip()] = value
+    return overrides
+
+
+def _setup(args) -> tuple[Path, dict, object]:
+    root = project_root()
+    chapters = discover(root)
+    profiles = load_profiles(root, chapters)
+    if args.profile not in profiles.descriptions:
+        raise ConfigError(f"unknown profile {args.profile!r}; valid profiles: {', '.join(profiles.names)}")
+    return root, chapters, profiles
+
+
+def _env(args) -> dict[str, str]:
+    env = {"SGDBAYES_PROFILE": args.profile}
+    if getattr(args, "scheduler", None):
+        env["SGDBAYES_DASK_SCHEDULER"] = args.scheduler
+    if getattr(args, "device", None):
+        env["SGDBAYES_DEVICE"] = args.device
+    return env
+
+
+def _run_one(root, chapter, params, args, index: str = "") -> None:
+    print(f"{index}{chapter.name} (profile {args.profile})", flush=True)
+    result = execute(root, chapter, params, profile=args.profile, kernel=args.kernel, force=args.force,
+                     progress=not args.quiet, env=_env(args))
+    if result.skipped:
+        print(f"  up to date: {result.output.relative_to(root)} (inputs unchanged; --force re-executes)")
+    else:
+        print(f"  executed in {result.seconds:.1f} s -> {result.output.relative_to(root)}")
+
+
+def cmd_list(args) -> int:
+    root, chapters, profiles = _setup(args)
+    shown = [args.profile] if args.profile_given else profiles.names
+    for name in shown:
+        print(f"profile {name}: {profiles.descriptions[name]}")
+    print()
+    for chapter in chapters.values():
+        print(f"{chapter.name}  ({chapter.source.relative_to(root)})")
+        if not chapter.parameters:
+            print("    (no parameters)")
+            continue
+        rows = [("parameter", *shown)]
+        for pname in chapter.parameters:
+            rows.append((pname, *(repr(resolve_parameters(chapter, profiles, p)[pname]) for p in shown)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print()
+    return 0
+
+
+def cmd_run(args) -> int:
+    root, chapters, profiles = _setup(args)
+    if args.chapter not in chapters:
+        raise ConfigError(f"unknown chapter {args.chapter!r}; valid chapters: {', '.join(chapters)}")
+    chapter = chapters[args.chapter]
+    params = resolve_parameters(chapter, profiles, args.profile, _parse_overrides(args.param))
+    _run_one(root, chapter, params, args)
+    return 0
+
+
+def cmd_book(args) -> int:
+    root, chapters, profiles = _setup(args)
+    order = [c for c in chapters if c != REPORT] + ([REPORT] if REPORT in chapters else [])
+    resolved = {c: resolve_parameters(chapters[c], profiles, args.profile) for c in order}  # validate all first
+    t0 = time.perf_counter()
+    for i, name in enumerate(order, 1):
+        _run_one(root, chapters[name], resolved[name], args, index=f"[{i}/{len(order)}] ")
+    print(f"chapters done in {time.perf_counter() - t0:.1f} s")
+    if not args.no_html:
+        jupyter_book_build(root)
+        print(f"book: {root / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgdbayes", description="Run the chapters of the sgdbayes book.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--profile", default=os.environ.get("PROFILE") or "default",
+                       help="smoke | default | paper (see book/profiles.yml)")
+        p.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel name")
+        p.add_argument("--force", action="store_true", help="execute even if inputs are unchanged")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--device", default=None, help="sets SGDBAYES_DEVICE for the notebooks (auto|cpu|cuda)")
+        p.add_argument("--scheduler", default=None,
+                       help="Dask scheduler address (tcp://host:port) for sharded sampling; "
+                            "default SGDBAYES_DASK_SCHEDULER or a local cluster")
+
+    p_list = sub.add_parser("list", help="chapters and their parameters per profile")
+    p_list.add_argument("--profile", default=None)
+    p_list.set_defaults(func=cmd_list)
+    p_run = sub.add_parser("run", help="execute one chapter")
+    p_run.add_argument("chapter")
+    p_run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    common(p_run)
+    p_run.set_defaults(func=cmd_run)
+    p_book = sub.add_parser("book", help="execute every chapter, then build the HTML")
+    p_book.add_argument("--no-html", action="store_true", help="execute the chapters only")
+    common(p_book)
+    p_book.set_defaults(func=cmd_book)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        args.profile_given = args.profile is not None
+        args.profile = args.profile or "default"
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"sgdbayes: error: {err}", file=sys.stderr)
+        return 2
+    except ChapterFailed as err:
+        print(f"sgdbayes: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        print(f"sgdbayes: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The CLI on a small throw-away project: validation before execution, execution, skipping, failure reports."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sgdbayes.chapters import ConfigError, coerce, parse_parameters
+from sgdbayes.cli import main
+
+GOOD = '''\
+# %% [markdown]
+# # Good
+# %% tags=["parameters"]
+profile = "default"
+n = 3
+x = 0.5
+name = "a"
+flag = False
+sizes = [1, 2]
+# %%
+from sgdbayes import results
+results.clear("good")
+results.record("good", "n_times_x", n * x, paper=1.5, profile=profile)
+print("name", name, "flag", flag, "sizes", sizes)
+'''
+BAD = '''\
+# %% tags=["parameters"]
+k = 1
+# %%
+y = k + 1
+# %%
+raise ValueError("boom at k=%d" % k)
+'''
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "  - file: book/good\n  - file: book/bad\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "book" / "good.py").write_text(GOOD)
+    (tmp_path / "book" / "bad.py").write_text(BAD)
+    (tmp_path / "book" / "profiles.yml").write_text(textwrap.dedent("""\
+        profiles: {smoke: quick, default: normal, paper: big}
+        chapters:
+          good:
+            smoke: {n: 1}
+            paper: {n: 1000, x: 2}
+        """))
+    monkeypatch.setenv("SGDBAYES_ROOT", str(tmp_path))
+    monkeypatch.setenv("SGDBAYES_CACHE_DIR", str(tmp_path / "_build" / "cache"))
+    monkeypatch.delenv("SGDBAYES_RESULTS_DIR", raising=False)
+    return tmp_path
+
+
+def test_parse_parameters(project):
+    assert parse_parameters(project / "book" / "good.py") == {
+        "profile": "default", "n": 3, "x": 0.5, "name": "a", "flag": False, "sizes": [1, 2]}
+
+
+def test_parameters_cell_must_hold_literals(tmp_path):
+    src = tmp_path / "c.py"
+    src.write_text('# %% tags=["parameters"]\nn = 3 + len("ab")\n')
+    with pytest.raises(ConfigError, match="not a plain literal"):
+        parse_parameters(src)
+    src.write_text("# %%\nn = 3\n")
+    with pytest.raises(ConfigError, match="no parameters cell"):
+        parse_parameters(src)
+
+
+@pytest.mark.parametrize("default,raw,expected", [(3, "5", 5), (3, "1e5", 100000), (0.5, "2", 2.0),
+                                                  ("a", "123", "123"), (False, "true", True), ([1], "[2, 3]", [2, 3])])
+def test_coerce_accepts(default, raw, expected):
+    import yaml
+
+    assert coerce("c", "p", yaml.safe_load(raw), default, raw=raw) == expected
+
+
+@pytest.mark.parametrize("default,raw", [(3, "abc"), (3, "0.5"), (0.5, "x"), (False, "1"), ([1], "3")])
+def test_coerce_rejects_with_a_clear_message(default, raw):
+    import yaml
+
+    with pytest.raises(ConfigError, match=r"parameter 'p' of chapter 'c' expects"):
+        coerce("c", "p", yaml.safe_load(raw), default, raw=raw)
+
+
+def test_list(project, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "good" in out and "bad" in out and "1000" in out and "smoke" in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "nope"], "unknown chapter 'nope'; valid chapters: good, bad"),
+    (["run", "good", "--profile", "huge"], "unknown profile 'huge'; valid profiles: smoke, default, paper"),
+    (["run", "good", "-p", "m=3"], "unknown parameter 'm' for chapter 'good'; valid parameters: profile, n, x"),
+    (["run", "good", "-p", "n=abc"], "expects int (default 3), got abc"),
+    (["run", "good", "-p", "n"], "-p expects name=value"),
+    (["run", "good", "--kernel", "no-such-kernel"], "Jupyter kernel 'no-such-kernel' not found"),
+])
+def test_bad_input_is_rejected_before_execution(project, capsys, argv, needle):
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert not (project / "book" / "good.ipynb").exists()
+
+
+def test_profile_with_unknown_parameter(project, capsys):
+    (project / "book" / "profiles.yml").write_text(
+        "profiles: {default: d}\nchapters:\n  good:\n    default: {nn: 1}\n")
+    assert main(["list"]) == 2
+    assert "unknown parameter 'nn' of chapter 'good'" in capsys.readouterr().err
+
+
+def test_run_execute_skip_force(project, capsys, monkeypatch):
+    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "fixed")  # others may edit src/ meanwhile
+    assert main(["run", "good", "--profile", "paper", "-p", "name=zz", "--quiet"]) == 0
+    out_nb = project / "book" / "good.ipynb"
+    nb = nbformat.read(out_nb, as_version=4)
+    meta = nb.metadata["sgdbayes"]
+    assert meta["profile"] == "paper" and meta["parameters"]["n"] == 1000 and meta["parameters"]["x"] == 2.0
+    assert meta["parameters"]["name"] == "zz" and meta["parameters"]["profile"] == "paper"
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "name zz flag False" in text
+    result = json.loads((project / "_build" / "results" / "good.json").read_text())
+    assert result["results"]["n_times_x"]["value"] == 2000.0
+    assert result["results"]["n_times_x"]["profile"] == "paper"
+
+    capsys.readouterr()
+    assert main(["run", "good", "--profile", "paper", "-p", "name=zz", "--quiet"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["run", "good", "--profile", "smoke", "--quiet"]) == 0  # other parameters: executes again
+    assert "executed in" in capsys.readouterr().out
+    assert main(["run", "good", "--profile", "smoke", "--quiet", "--force"]) == 0
+    assert "executed in" in capsys.readouterr().out
+    assert not list((project / "_build" / "partial").iterdir())  # nothing half-written left behind
+
+
+def test_failing_chapter_reports_cell_error_and_partial(project, capsys):
+    (project / "book" / "bad.ipynb").write_text("stale")
+    assert main(["run", "bad", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "chapter 'bad' failed at cell" in err and "ValueError: boom at k=1" in err
+    partial = Path(err.split("partial output notebook: ")[1].split()[0])
+    assert partial.is_file()
+    assert not (project / "book" / "bad.ipynb").exists()  # no stale output rendered beside a failure
+
+
+def test_library_change_reexecutes(project, capsys, monkeypatch):
+    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "v1")
+    assert main(["run", "good", "--quiet"]) == 0
+    assert main(["run", "good", "--quiet"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "v2")
+    assert main(["run", "good", "--quiet"]) == 0
+    assert "executed in" in capsys.readouterr().out.splitlines()[-1]
