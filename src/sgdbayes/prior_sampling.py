@@ -1,0 +1,260 @@
+"""P_B(f|S) by direct sampling: draw networks from the parameter prior, keep those that fit S, count their f on E.
+
+A fully connected net with hidden widths ``widths`` = (h₁, …, h_L), nonlinearity φ and one linear logit,
+
+    z¹ = W¹ᵀx + b¹,   zˡ⁺¹ = Wˡ⁺¹ᵀ φ(zˡ) + bˡ⁺¹,   logit = z^{L+1},
+    W ~ N(0, σ_w²/fan_in) entrywise (fan_in = d for the first layer),   b ~ N(0, σ_b²),
+
+is the network whose NNGP kernel is ``sgdbayes.kernels.nngp_fcn(depth=L, sigma_w, sigma_b)``. Its label on x is
+1 when logit > 0 (an exactly zero logit is labelled 0). Rejection sampling gives P_B(f|S) = P(f on E, S fitted) /
+P(S fitted): of ``n_sampled`` prior draws, the ``n_consistent`` ones that label every input of S correctly are kept
+and their labellings of E counted in a :class:`~sgdbayes.functions.FunctionCounts`; the estimate of P_B(f|S) is
+``counts / n_consistent`` and ``n_consistent / n_sampled`` estimates P(S), the prior probability of the training
+labels.
+
+Cost and layout. Networks are processed ``chunk`` at a time as batched matmuls (``torch.baddbmm``, one [n, h] × [h, h']
+product per network), first on S only; the (few) networks that fit S are then evaluated on E. Memory is bounded
+by ``chunk`` (parameters ``chunk × n_params`` plus activations ``chunk × |S| × max(h)``), never by ``n_samples``.
+Sampling runs in float32 by default: a labelling only changes when a logit is within float32 rounding
+(~1e-7 relative) of 0, an event of negligible probability next to the Monte-Carlo error; pass
+``dtype=torch.float64`` to check. Non-finite logits raise ``FloatingPointError``.
+
+Reproducibility. The random stream is cut into fixed *blocks* of ``block`` networks; block j draws all its
+parameters from a generator seeded with ``spawn_seeds(seed, ·)[j]`` (numpy ``SeedSequence(seed, spawn_key=(j,))``).
+A chunk is a whole number of blocks, so the same seed gives the same networks — and the same counts — whatever the
+chunk size; a different ``block`` or device type (CPU and CUDA generators differ) gives a different, equally valid
+stream. A trailing partial block draws the full block and keeps its first networks. Layout: block j is one
+``[block, n_params]`` standard-normal tensor (``Tensor.normal_`` with that generator); row i holds network
+``j·block + i`` as, layer by layer, the weights ``[fan_in, fan_out]`` (row-major) then the biases ``[fan_out]``, all
+before scaling by σ_w/√fan_in and σ_b.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sgdbayes.device import get_device
+from sgdbayes.functions import FunctionCounts, as_bits
+
+__all__ = ["PriorSamples", "block_seed", "n_parameters", "sample_prior", "sample_prior_shard", "forward_flops"]
+
+DEFAULT_BLOCK = 2048
+_NONLINEARITIES = {"relu": torch.relu_, "erf": torch.erf_}
+
+
+def block_seed(seed: int, j: int) -> int:
+    """Seed of block ``j`` of stream ``seed``: equal to ``sgdbayes.seed.spawn_seeds(seed, n)[j]`` for any n > j."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(j),)).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def _layer_sizes(d: int, widths: Sequence[int]) -> list[tuple[int, int]]:
+    sizes = [d, *widths, 1]
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def n_parameters(d: int, widths: Sequence[int]) -> int:
+    """Weights and biases of one d → h₁ → … → h_L → 1 network."""
+    return sum(a * b + b for a, b in _layer_sizes(d, widths))
+
+
+def forward_flops(n_inputs: int, d: int, widths: Sequence[int]) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one network on ``n_inputs`` inputs."""
+    return 2 * n_inputs * sum(a * b for a, b in _layer_sizes(d, widths))
+
+
+@dataclass
+class PriorSamples:
+    """Result of :func:`sample_prior`: ``counts`` of the labellings of E among the ``n_consistent`` networks (of
+    ``n_sampled`` prior draws) that fit S."""
+
+    counts: FunctionCounts
+    n_sampled: int
+    n_consistent: int
+    seconds: float = 0.0
+    config: dict = field(default_factory=dict)
+
+    @property
+    def p_train(self) -> float:
+        """Monte-Carlo estimate of P(S): the prior probability that a network labels S correctly."""
+        return self.n_consistent / self.n_sampled if self.n_sampled else float("nan")
+
+    def p_b(self) -> np.ndarray:
+        """Estimated P_B(f|S) of each counted function (canonical order of ``counts``)."""
+        return self.counts.probabilities()
+
+    def p_b_stderr(self) -> np.ndarray:
+        """Binomial standard error of :meth:`p_b`: √(p(1 − p)/n_consistent)."""
+        p = self.p_b()
+        return np.sqrt(p * (1 - p) / max(self.n_consistent, 1))
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.n_sampled / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _forward(params: torch.Tensor, x: torch.Tensor, layers, sigma_w: float, sigma_b: float, phi) -> torch.Tensor:
+    """Logits ``[c, n]`` of c networks (raw standard-normal ``params [c, P]``) on inputs ``x [n, d]``."""
+    c = params.shape[0]
+    h = x.expand(c, *x.shape)
+    offset = 0
+    for i, (fan_in, fan_out) in enumerate(layers):
+        w = params[:, offset:offset + fan_in * fan_out].view(c, fan_in, fan_out)
+        offset += fan_in * fan_out
+        b = params[:, offset:offset + fan_out].view(c, 1, fan_out)
+        offset += fan_out
+        # z = σ_b·b + (σ_w/√fan_in)·h @ w  (scales folded into one fused batched GEMM)
+        h = torch.baddbmm(b, h, w, beta=sigma_b, alpha=sigma_w / math.sqrt(fan_in))
+        if i < len(layers) - 1:
+            phi(h)  # in place
+    return h.squeeze(-1)
+
+
+def _check_inputs(x_train, y_train, x_test, device, dtype):
+    x_test = torch.as_tensor(x_test).to(device=device, dtype=dtype)
+    if x_test.ndim != 2 or x_test.shape[0] == 0:
+        raise ValueError(f"x_test must be [n_test >= 1, d], got shape {tuple(x_test.shape)}")
+    d = x_test.shape[1]
+    if x_train is None:
+        x_train = torch.zeros(0, d)
+    x_train = torch.as_tensor(x_train).to(device=device, dtype=dtype)
+    if x_train.ndim != 2 or x_train.shape[1] != d:
+        raise ValueError(f"x_train must be [n_train, {d}] (d of x_test), got shape {tuple(x_train.shape)}")
+    if y_train is None:
+        y_train = np.zeros(0, bool)
+    y = as_bits(y_train, name="y_train")[0] if len(y_train) else np.zeros(0, bool)
+    if y.shape[0] != x_train.shape[0]:
+        raise ValueError(f"y_train has {y.shape[0]} labels but x_train has {x_train.shape[0]} rows")
+    for name, t in (("x_train", x_train), ("x_test", x_test)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or inf")
+    return x_train, torch.as_tensor(y, device=device), x_test
+
+
+def _pack(bits: torch.Tensor) -> torch.Tensor:
+    """bool ``[m, n]`` → uint8 ``[m, ceil(n/8)]`` in ``np.packbits`` order, on the tensor's device."""
+    m, n = bits.shape
+    nbytes = (n + 7) // 8
+    padded = torch.zeros(m, nbytes * 8, dtype=torch.uint8, device=bits.device)
+    padded[:, :n] = bits
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=bits.device)
+    return (padded.view(m, nbytes, 8) * weights).sum(-1, dtype=torch.uint8)
+
+
+def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[int] = (40, 40),
+                 sigma_w: float = 1.0, sigma_b: float = 1.0, nonlinearity: str = "relu", seed: int = 0,
+                 chunk: int | None = None, block: int = DEFAULT_BLOCK, device: str | torch.device = "auto",
+                 dtype: torch.dtype = torch.float32, progress: bool = True) -> PriorSamples:
+    """Sample ``n_samples`` networks from the prior; count the labellings of ``x_test`` among those fitting S.
+
+    Args:
+        x_train: ``[|S|, d]`` inputs of S (may be empty or None: then every network is kept, giving P(f) on E).
+        y_train: ``[|S|]`` labels of S (bool, {0,1} or {−1,+1}).
+        x_test: ``[|E|, d]`` inputs of E; functions are bit strings in this row order.
+        n_samples: number of prior draws (≥ 1).
+        widths: hidden widths (h₁, …, h_L); ``()`` is the linear model.
+        sigma_w, sigma_b: prior scales (W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²)).
+        nonlinearity: ``"relu"`` or ``"erf"``.
+        seed: root seed of the block stream (see the module docstring).
+        chunk: networks per batched evaluation, rounded up to a multiple of ``block``; bounds memory
+            (default: 8 blocks on CPU, 64 on CUDA). Does not change the result.
+        block: networks per random-number block (part of the stream's definition).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, …; dtype: float32 (default) or float64.
+        progress: show a tqdm bar.
+
+    Returns: :class:`PriorSamples` (``counts``, ``n_sampled``, ``n_consistent``, timing and the config).
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+    widths = tuple(widths)
+    if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
+        raise ValueError(f"widths must be positive ints, got {widths!r}")
+    if not (sigma_w > 0 and math.isfinite(sigma_w)):
+        raise ValueError(f"sigma_w must be > 0 and finite, got {sigma_w!r}")
+    if not (sigma_b >= 0 and math.isfinite(sigma_b)):
+        raise ValueError(f"sigma_b must be >= 0 and finite, got {sigma_b!r}")
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"unknown nonlinearity {nonlinearity!r}; allowed: {sorted(_NONLINEARITIES)}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"block must be an int >= 1, got {block!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    dev = get_device(device)
+    if chunk is None:
+        chunk = block * (64 if dev.type == "cuda" else 8)
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    blocks_per_chunk = -(-int(chunk) // block)
+
+    x_train, y, x_test = _check_inputs(x_train, y_train, x_test, dev, dtype)
+    d = x_test.shape[1]
+    layers = _layer_sizes(d, widths)
+    n_params = n_parameters(d, widths)
+    phi = _NONLINEARITIES[nonlinearity]
+    n_blocks = -(-int(n_samples) // block)
+
+    counts = FunctionCounts.empty(x_test.shape[0])
+    buffer = torch.empty(min(blocks_per_chunk, n_blocks) * block, n_params, device=dev, dtype=dtype)
+    pending: list[torch.Tensor] = []
+    pending_rows = 0
+    n_consistent = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=int(n_samples), unit="net", unit_scale=True, disable=not progress, desc="prior samples")
+    with torch.inference_mode():
+        for first in range(0, n_blocks, blocks_per_chunk):
+            last = min(first + blocks_per_chunk, n_blocks)
+            for k, j in enumerate(range(first, last)):  # block j fills rows [k·block, (k+1)·block) of the buffer
+                gen = torch.Generator(device=dev).manual_seed(block_seed(seed, j))
+                buffer[k * block:(k + 1) * block].normal_(generator=gen)
+            n_chunk = min((last - first) * block, int(n_samples) - first * block)
+            params = buffer[:n_chunk]
+            if x_train.shape[0]:
+                logits = _forward(params, x_train, layers, sigma_w, sigma_b, phi)
+                if not torch.isfinite(logits).all():
+                    raise FloatingPointError(f"non-finite logits on S in block(s) {first}.. of seed {seed}")
+                fits = ((logits > 0) == y).all(dim=1)
+                params = params[fits]
+            if params.shape[0]:
+                logits = _forward(params, x_test, layers, sigma_w, sigma_b, phi)
+                if not torch.isfinite(logits).all():
+                    raise FloatingPointError(f"non-finite logits on E in block(s) {first}.. of seed {seed}")
+                pending.append(_pack(logits > 0).cpu())
+                pending_rows += params.shape[0]
+                n_consistent += params.shape[0]
+            if pending_rows >= 1_000_000:
+                counts.update_packed(torch.cat(pending).numpy())
+                pending, pending_rows = [], 0
+            bar.update(n_chunk)
+    bar.close()
+    if pending:
+        counts.update_packed(torch.cat(pending).numpy())
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    assert counts.total == n_consistent
+    config = {"widths": list(widths), "sigma_w": float(sigma_w), "sigma_b": float(sigma_b),
+              "nonlinearity": nonlinearity, "seed": int(seed), "block": int(block), "dtype": str(dtype),
+              "device": dev.type}
+    return PriorSamples(counts=counts, n_sampled=int(n_samples), n_consistent=n_consistent, seconds=seconds,
+                        config=config)
+
+
+def sample_prior_shard(seed: int, n_samples: int, **config) -> FunctionCounts:
+    """One shard of a sharded prior-sampling job (top-level and picklable, for Dask): the :class:`FunctionCounts`
+    of :func:`sample_prior` with this ``seed``. ``config`` must hold ``x_train``, ``y_train`` and ``x_test`` and
+    may hold any other keyword of :func:`sample_prior` (``progress`` defaults to False). The shard's n_consistent
+    is ``counts.total``; its n_sampled is ``n_samples``."""
+    missing = {"x_train", "y_train", "x_test"} - set(config)
+    if missing:
+        raise ValueError(f"sample_prior_shard needs x_train, y_train and x_test in its config; missing {sorted(missing)}")
+    config.setdefault("progress", False)
+    return sample_prior(n_samples=n_samples, seed=seed, **config).counts
