@@ -87,6 +87,8 @@ def is_up_to_date(root: Path, chapter: Chapter, key: str) -> bool:
 def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: str, kernel: str = DEFAULT_KERNEL,
             force: bool = False, progress: bool = True, env: dict[str, str] | None = None) -> RunResult:
     """Execute one chapter; raise ``ChapterFailed`` on error (the partial notebook stays in ``_build/partial``)."""
+    import logging
+
     import jupytext
     import nbformat
     import papermill
@@ -98,6 +100,8 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
         return RunResult(chapter.name, out, 0.0, skipped=True)
 
     check_kernel(kernel)
+    # papermill's own parameter inference only warns, and misreads some comments; ours validated them already
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     partial_dir = _partial_dir(root)
     source_nb = partial_dir / f"{chapter.name}.source.ipynb"
     partial = partial_dir / f"{chapter.name}.ipynb"

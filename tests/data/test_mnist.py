@@ -276,3 +276,11 @@ def test_unknown_dataset():
         load_image_dataset("svhn", 10, 10)
     with pytest.raises(ValueError, match="'first' or 'random'"):
         load_image_dataset("mnist", 10, 10, test="last")
+
+
+def test_empty_test_set_is_allowed():
+    from sgdbayes.data import load_mnist_subset
+
+    split = load_mnist_subset(20, 0, seed=1)
+    assert split.x_test.shape == (0, 784) and split.y_test.shape == (0,)
+    assert split.x_train.shape == (20, 784)

@@ -144,7 +144,7 @@ def make_split(
         t = torch.from_numpy(np.ascontiguousarray(a))
         t = t.to(torch.float32) / 255.0 if t.dtype == torch.uint8 else t.to(torch.float32)
         t = _downsample(t, factor)
-        return (t.reshape(t.shape[0], -1) if flatten else t).contiguous().to(dev)
+        return (t.flatten(1) if flatten else t).contiguous().to(dev)
 
     def labels(a: np.ndarray) -> torch.Tensor:
         y = torch.from_numpy(np.asarray(a, dtype=np.int64))

@@ -1,0 +1,128 @@
+"""Many independent one-hidden-layer ReLU networks trained at once by plain SGD (batched matmuls).
+
+Used for the temperature experiment (several seeds per learning rate/batch size) and for long weight trajectories.
+Replica ``r`` has its own weights, its own learning rate ``lr[r]`` and its own mini-batches; the replicas share
+nothing but the data, so one ``autograd`` pass over the summed loss gives each its own gradient.
+
+Temperature of the SGD diffusion (Chaudhari & Soatto 2018, eq. 4 and Remark 6):
+``β⁻¹ = η / (2b)`` when mini-batches are drawn with replacement, ``β⁻¹ = η / (2b) · (1 − b/N)`` without.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sgdbayes.seed import make_generator
+
+
+def temperature(lr: float, batch_size: int, n: int | None = None, *, replacement: bool = True) -> float:
+    """``β⁻¹ = η/(2b)`` (with replacement) or ``η/(2b)(1 − b/N)`` (without); ``n`` needed without replacement."""
+    if lr <= 0 or batch_size < 1:
+        raise ValueError(f"need lr > 0 and batch_size >= 1, got {lr}, {batch_size}")
+    if replacement:
+        return lr / (2 * batch_size)
+    if n is None or n < batch_size:
+        raise ValueError(f"sampling without replacement needs N >= b, got N={n}, b={batch_size}")
+    return lr / (2 * batch_size) * (1 - batch_size / n)
+
+
+@dataclass
+class ReplicaRun:
+    """``steps`` recorded: ``train_loss [n_rec, R]`` (full-data mean cross-entropy), ``test_error [n_rec, R]``,
+    ``grad_norm [n_rec, R]`` (full-gradient norm ``‖∇f‖/√d``), ``weights [n_rec, R, d]`` when asked for."""
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    test_error: np.ndarray
+    grad_norm: np.ndarray
+    weights: np.ndarray | None
+    d: int
+
+
+def _init(r: int, n_in: int, hidden: int, n_out: int, gen: torch.Generator, device, dtype):
+    """``nn.Linear``'s default init (uniform ±1/√fan_in) for ``r`` replicas."""
+    def u(shape, fan_in):
+        return (torch.rand(shape, generator=gen, device=device, dtype=dtype) * 2 - 1) / math.sqrt(fan_in)
+    return [u((r, n_in, hidden), n_in), u((r, 1, hidden), n_in), u((r, hidden, n_out), hidden), u((r, 1, n_out), hidden)]
+
+
+def _forward(params, x):
+    w1, b1, w2, b2 = params
+    return torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, x, w1)), w2)
+
+
+def train_replicas(x: torch.Tensor, y: torch.Tensor, *, lr: float | list[float], batch_size: int, steps: int,
+                   hidden: int = 16, replicas: int = 1, replacement: bool = True, seed: int = 0,
+                   record_every: int = 100, x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
+                   record_weights: bool = False, n_classes: int | None = None) -> ReplicaRun:
+    """Train ``replicas`` MLPs ``in → hidden → classes`` by plain SGD on cross-entropy for ``steps`` steps.
+
+    ``lr``: one learning rate or one per replica. Mini-batches of ``batch_size`` are drawn uniformly with replacement,
+    or (``replacement=False``) as consecutive slices of a fresh permutation every ``⌊N/b⌋`` steps. Every
+    ``record_every`` steps (and at step 0) the full-data loss, test error and full-gradient norm are recorded.
+    Raises ``FloatingPointError`` when any replica's loss becomes NaN/inf.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must be [N, features], got shape {tuple(x.shape)}")
+    n, n_in = x.shape
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in [1, N={n}], got {batch_size}")
+    if steps < 1 or record_every < 1 or replicas < 1:
+        raise ValueError(f"need steps, record_every, replicas >= 1; got {steps}, {record_every}, {replicas}")
+    lrs = torch.as_tensor(lr if isinstance(lr, (list, tuple)) else [lr] * replicas, dtype=x.dtype, device=x.device)
+    if lrs.numel() != replicas or (lrs <= 0).any():
+        raise ValueError(f"lr must be > 0, one value or one per replica ({replicas}); got {lr}")
+    c = int(n_classes or int(y.max()) + 1)
+    gen = make_generator(seed, device=x.device)
+    params = [p.requires_grad_() for p in _init(replicas, n_in, hidden, c, gen, x.device, x.dtype)]
+    d = n_in * hidden + hidden + hidden * c + c
+    per_epoch = n // batch_size
+    rec_steps, losses, errs, gnorms, ws = [], [], [], [], []
+    xs = x.unsqueeze(0).expand(replicas, n, n_in)
+
+    def record(k: int) -> None:
+        out = _forward(params, xs)
+        loss = F.cross_entropy(out.reshape(-1, c), y.repeat(replicas), reduction="none").reshape(replicas, n).mean(1)
+        if not torch.isfinite(loss).all():
+            bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
+            raise FloatingPointError(f"replicas {bad} diverged (loss NaN/inf) by step {k}; lower lr {lrs[bad].tolist()}")
+        g = torch.autograd.grad(loss.sum(), params)
+        gn = torch.sqrt(sum((gi.reshape(replicas, -1) ** 2).sum(1) for gi in g) / d)
+        with torch.no_grad():
+            rec_steps.append(k)
+            losses.append(loss.detach().cpu().numpy())
+            gnorms.append(gn.cpu().numpy())
+            if x_test is not None:
+                ot = _forward(params, x_test.unsqueeze(0).expand(replicas, *x_test.shape))
+                errs.append((ot.argmax(-1) != y_test).float().mean(1).cpu().numpy())
+            else:
+                errs.append(np.full(replicas, np.nan))
+            if record_weights:
+                ws.append(torch.cat([p.detach().reshape(replicas, -1) for p in params], 1).cpu().numpy())
+
+    record(0)
+    perm = None
+    for k in range(1, steps + 1):
+        if replacement:
+            idx = torch.randint(n, (replicas, batch_size), generator=gen, device=x.device)
+        else:
+            j = (k - 1) % per_epoch
+            if j == 0:
+                perm = torch.rand(replicas, n, generator=gen, device=x.device).argsort(dim=1)
+            idx = perm[:, j * batch_size:(j + 1) * batch_size]
+        xb = x[idx]
+        out = _forward(params, xb)
+        loss = F.cross_entropy(out.reshape(-1, c), y[idx].reshape(-1), reduction="sum") / batch_size
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(lrs.view(-1, 1, 1) * g)
+        if k % record_every == 0:
+            record(k)
+    return ReplicaRun(steps=np.asarray(rec_steps), train_loss=np.stack(losses), test_error=np.stack(errs),
+                      grad_norm=np.stack(gnorms), weights=np.stack(ws) if record_weights else None, d=d)

@@ -1,0 +1,183 @@
+"""The layer-wise per-sample gradient Gram against explicit per-sample gradients (independent truths)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgdbayes.noise import (FallbackWarning, n_weights, per_sample_gradients, per_sample_gram, small_fc, small_lenet,
+                            spectrum_from_gradients, spectrum_from_gram, tiny_fc)
+from sgdbayes.noise.training import per_sample_cross_entropy as ce
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _randomise_bn(model, gen):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen, dtype=m.running_mean.dtype))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen, dtype=m.running_var.dtype) + 0.5)
+            m.weight.data.uniform_(0.5, 1.5, generator=gen)
+            m.bias.data.normal_(generator=gen)
+    return model
+
+
+class ConvNet(nn.Module):
+    """Linear with a position axis, grouped + strided + reflect-padded convs, a 'same' conv: every Gram route."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, stride=2, padding=1, padding_mode="reflect")
+        self.c2 = nn.Conv2d(4, 6, 3, padding="same", groups=2, dilation=1)
+        self.c3 = nn.Conv2d(6, 3, 1, bias=False)
+        self.seq = nn.Linear(3, 5)  # applied to [N, positions, 3]
+        self.out = nn.Linear(5, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.c1(x))
+        h = torch.tanh(self.c2(h))
+        h = self.c3(h).flatten(2).transpose(1, 2)  # [N, P, 3]
+        h = torch.relu(self.seq(h)).mean(1)
+        return self.out(h)
+
+
+CASES = {
+    "mlp": (lambda: nn.Sequential(nn.Linear(7, 9), nn.ReLU(inplace=True), nn.Linear(9, 3)), (7,), 3),
+    "convnet": (ConvNet, (2, 8, 8), 4),
+    "small_fc": (small_fc, (49,), 10),
+    "tiny_fc": (tiny_fc, (49,), 5),
+    "small_lenet": (small_lenet, (1, 28, 28), 10),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gram_equals_explicit_per_sample_gradients(name):
+    make, shape, classes = CASES[name]
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    model = _randomise_bn(make().double(), gen)
+    n = 12
+    x = torch.randn(n, *shape, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    res = per_sample_gram(model, ce, x, y)
+    assert res.fallback == [] and res.d == n_weights(model)
+    j = per_sample_gradients(model, ce, x, y)
+    assert j.shape == (n, res.d)
+    truth = j @ j.T
+    assert torch.allclose(res.gram, truth, rtol=0, atol=1e-10 * truth.abs().max())
+    s1, s2 = spectrum_from_gram(res), spectrum_from_gradients(j)
+    lam_max = s2.eigenvalues[0]
+    np.testing.assert_allclose(s1.eigenvalues, s2.eigenvalues, rtol=0, atol=1e-8 * lam_max)
+    assert s1.rank == s2.rank and s1.rank <= n - 1
+
+
+def test_spectrum_equals_covariance_eigenvalues_and_svd():
+    gen = torch.Generator().manual_seed(3)
+    j = torch.randn(9, 5, generator=gen, dtype=torch.float64) @ torch.randn(5, 20, generator=gen, dtype=torch.float64)
+    # D built naively from its definition (1/N) Σ g gᵀ − ḡ ḡᵀ
+    dmat = j.T @ j / 9 - torch.outer(j.mean(0), j.mean(0))
+    lam_d = np.sort(torch.linalg.eigvalsh(dmat).numpy())[::-1]
+    s = spectrum_from_gram(j @ j.T, d=20)
+    np.testing.assert_allclose(s.eigenvalues, lam_d[:9], atol=1e-10 * lam_d[0])
+    assert s.rank == 5  # rank of the centred 9×20 matrix of rank 5 (generic)
+    assert s.mean == pytest.approx(float(torch.trace(dmat)) / 20, rel=1e-10)
+    assert s.sd == pytest.approx(float(np.std(lam_d.clip(0))), rel=1e-8)
+    assert s.grad_norm_sq == pytest.approx(float((j.mean(0) ** 2).sum()), rel=1e-12)
+
+
+class Scale(nn.Module):
+    """A layer without a layer-wise rule."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.s = nn.Parameter(torch.linspace(0.5, 1.5, k))
+
+    def forward(self, x):
+        return x * self.s
+
+
+def test_unsupported_layer_falls_back_and_says_so():
+    gen = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    lin = nn.Linear(6, 6)
+    model = nn.Sequential(nn.Linear(5, 6), Scale(6), nn.Tanh(), lin, nn.Tanh(), lin, nn.Linear(6, 3)).double()
+    x = torch.randn(10, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (10,), generator=gen)
+    with pytest.warns(FallbackWarning, match=r"1\.s"):
+        res = per_sample_gram(model, ce, x, y)
+    # the Scale parameter and the twice-called shared Linear take the fallback path
+    assert set(res.fallback) == {"1.s", "3.weight", "3.bias"}
+    j = per_sample_gradients(model, ce, x, y)
+    truth = j @ j.T
+    assert torch.allclose(res.gram, truth, rtol=0, atol=1e-10 * truth.abs().max())
+
+
+def test_float32_model_accumulates_in_float64():
+    gen = torch.Generator().manual_seed(4)
+    model = small_fc()
+    x = torch.rand(30, 49, generator=gen)
+    y = torch.randint(0, 10, (30,), generator=gen)
+    res = per_sample_gram(model, ce, x, y)
+    assert res.gram.dtype == torch.float64
+    j = per_sample_gradients(model, ce, x, y).double()
+    assert torch.allclose(res.gram, j @ j.T, rtol=1e-4, atol=1e-5 * float(res.gram.abs().max()))
+
+
+def test_bad_input_is_rejected_clearly():
+    model = nn.Sequential(nn.Linear(3, 2)).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="N >= 2"):
+        per_sample_gram(model, ce, x[:1], y[:1])
+    with pytest.raises(ValueError, match="empty batch"):
+        per_sample_gram(model, ce, x[:0], y[:0])
+    with pytest.raises(ValueError, match="y has 3"):
+        per_sample_gram(model, ce, x, y[:3])
+    with pytest.raises(ValueError, match="per sample"):
+        per_sample_gram(model, lambda o, t: F.cross_entropy(o, t), x, y)
+    xn = x.clone()
+    xn[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        per_sample_gram(model, ce, xn, y)
+    model[0].weight.data[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN"):
+        per_sample_gram(model, ce, x, y)
+    with pytest.raises(ValueError, match="N >= 2"):
+        spectrum_from_gram(torch.ones(1, 1), d=3)
+
+
+def test_nan_gradient_with_finite_loss_is_reported():
+    class NanGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("nan")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(NanGrad.apply(self.a(x)))
+
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="NaN"):
+        per_sample_gram(Net().double(), ce, x, torch.tensor([0, 1, 0, 1, 1]))
+
+
+def test_model_mode_is_restored():
+    model = small_fc()
+    model.train()
+    per_sample_gram(model, ce, torch.rand(6, 49), torch.arange(6))
+    assert model.training
