@@ -27,14 +27,20 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.book
 
 
+def _book_env(root: Path) -> dict[str, str]:
+    """The environment of a real build in ``root``: results and cache under its own _build/."""
+    env = {**os.environ, "SGDBAYES_ROOT": str(root)}
+    for name in ("SGDBAYES_RESULTS_DIR", "SGDBAYES_CACHE_DIR"):
+        env.pop(name, None)
+    return env
+
+
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("book") / "project"
     shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(
         ".venv", "_build", ".git", "*.ipynb", "__pycache__", ".pytest_cache", ".hypothesis", "dask-worker-space"))
-    env = {**os.environ, "SGDBAYES_ROOT": str(dst)}
-    env.pop("SGDBAYES_RESULTS_DIR", None)
-    env.pop("SGDBAYES_CACHE_DIR", None)
+    env = _book_env(dst)
     proc = subprocess.run([sys.executable, "-m", "sgdbayes.cli", "book", "--profile", "smoke", "--quiet"],
                           cwd=dst, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"smoke book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
@@ -52,7 +58,7 @@ def test_every_toc_page_is_rendered_and_has_results(smoke_book):
 
 
 def test_second_build_executes_nothing(smoke_book):
-    env = {**os.environ, "SGDBAYES_ROOT": str(smoke_book)}
+    env = _book_env(smoke_book)
     proc = subprocess.run([sys.executable, "-m", "sgdbayes.cli", "book", "--profile", "smoke", "--quiet",
                            "--no-html"], cwd=smoke_book, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
