@@ -1,0 +1,124 @@
+"""Batched ensembles (``sgdbayes.ensembles.train_ensemble``) vs a per-network Python loop doing the same work.
+
+Same work: every network trains exactly ``epochs`` epochs (the training set holds one input twice with opposite labels,
+so no network can fit and stop early) with its own minibatch order, SGD, BCE loss, and a full-S accuracy check after
+each epoch. The loop is plain ``torch.nn`` + ``torch.optim``, one network after another. FLOPs count forward + backward
+(3× the forward multiply-adds ×2) of the minibatch steps. A separate row times one full-batch step of a wide ensemble
+(one shared GEMM for the first layer) against the float32 GEMM roof.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from sgdbayes.ensembles import FCN, auto_chunk_size, epoch_permutations, make_optimizer, network_streams, train_ensemble
+from sgdbayes.ensembles.train import _per_net_loss
+
+N_TRAIN, BATCH, EPOCHS, LR = 64, 8, 2, 0.01
+
+
+def _data(d: int, device):
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(N_TRAIN, d, generator=g)
+    y = (torch.rand(N_TRAIN, generator=g) < 0.5).long()
+    X[-1], y[-1] = X[0], 1 - y[0]  # unfittable: every network runs all epochs
+    return X.to(device), y.to(device)
+
+
+def _loop(model: FCN, X, y, M: int) -> None:
+    n, yf, crit = X.shape[0], y.float(), nn.BCEWithLogitsLoss()
+    for i in range(M):
+        seeds, keys = network_streams(0, [i])
+        net = model.to_module(model.init(seeds, X.device), 0)
+        opt = torch.optim.SGD(net.parameters(), lr=LR)
+        for e in range(1, EPOCHS + 1):
+            order = epoch_permutations(keys.to(X.device), e, n)[0]
+            for s in range(math.ceil(n / BATCH)):
+                idx = order[s * BATCH:(s + 1) * BATCH]
+                opt.zero_grad()
+                crit(net(X[idx]).squeeze(-1), yf[idx]).backward()
+                opt.step()
+            with torch.no_grad():
+                ((net(X).squeeze(-1) > 0).long() == y).float().mean().item()
+
+
+def _ensemble(model: FCN, X, y, M: int, chunk_size="auto"):
+    return train_ensemble(model, X, y, None, n_networks=M, optimizer="sgd", lr=LR, batch_size=BATCH,
+                          max_epochs=EPOCHS, chunk_size=chunk_size, progress=False)
+
+
+def _best_interleaved(fa, fb, repeats: int) -> tuple[float, float]:
+    """Best wall times of ``fa`` and ``fb`` run alternately (so a busy spell on a shared machine hits both)."""
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for k, fn in enumerate((fa, fb)):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best[0], best[1]
+
+
+def run(ctx) -> list[dict]:
+    rows: list[dict] = []
+    dev = ctx.device
+    roof = ctx.roof_gflops["float32"]
+    # (input size, width, networks in the ensemble, networks in the loop baseline)
+    if ctx.quick:
+        grid = [(7, 40, 256, 32), (784, 40, 128, 16), (784, 1024, 3, 3)]
+    else:
+        grid = [(7, 40, 512, 64), (784, 40, 256, 32), (7, 256, 128, 32), (784, 256, 32, 8), (7, 1024, 16, 8),
+                (784, 1024, 4, 4)]
+    steps = EPOCHS * math.ceil(N_TRAIN / BATCH)
+    repeats = 2 if ctx.quick else 3
+    for d, w, M, M_loop in grid:
+        model = FCN(d, (w, w))
+        X, y = _data(d, dev)
+        _ensemble(model, X, y, min(M, 4))  # warm-up
+        t_ens, t_loop = _best_interleaved(lambda: _ensemble(model, X, y, M), lambda: _loop(model, X, y, M_loop),
+                                          repeats)
+        t_ens, t_loop = t_ens / M, t_loop / M_loop
+        speedup = t_loop / t_ens
+        gflops = 3 * model.flops_per_example() * BATCH * steps / t_ens / 1e9
+        name = f"{d}→{w}→{w}→1"
+        chunk = min(M, auto_chunk_size(model, make_optimizer("sgd", lr=LR), n_train=N_TRAIN, batch_size=BATCH,
+                                       device=dev))
+        if w == 40:
+            target, ok = "≥ 10× (width 40)", speedup >= 10
+        elif w >= 1024:
+            target, ok = "≥ 1× (never slower; 10% timing noise allowed)", speedup >= 0.9
+        else:
+            target, ok = None, None
+        rows.append({"quantity": f"speedup vs loop, {name}, M={M} (chunk {chunk})", "value": speedup, "unit": "×",
+                     "target": target, "ok": ok})
+        rows.append({"quantity": f"GFLOP/s ensemble, {name}", "value": gflops, "unit": "GFLOP/s",
+                     "target": None, "ok": None})
+        rows.append({"quantity": f"roof fraction ensemble, {name}", "value": gflops / roof, "unit": "",
+                     "target": None, "ok": None})
+
+    # one full-batch step of a wide-enough ensemble: [n, 784] × [784, M·w] first layer, bmm for the rest
+    n, w, M = (500, 256, 8) if ctx.quick else (1000, 256, 16)
+    model = FCN(784, (w, w))
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(n, 784, generator=g).to(dev)
+    target = (torch.rand(n, generator=g) < 0.5).float().to(dev)
+    params = [p.requires_grad_() for p in model.init(list(range(M)), dev)]
+    opt = make_optimizer("sgd", lr=1e-3)
+    state = opt.init_state(params)
+
+    def step():
+        total = _per_net_loss(model.forward_shared(params, X), target, "ce").sum()
+        opt.step(params, torch.autograd.grad(total, params), state)
+
+    from roof import time_call  # benchmarks/ is on sys.path under run.py
+
+    t = time_call(step, repeats=3, device=dev)
+    gflops = 3 * model.flops_per_example() * n * M / t / 1e9
+    rows.append({"quantity": f"full-batch step GFLOP/s, |S|={n}, 784→{w}→{w}→1, M={M}", "value": gflops,
+                 "unit": "GFLOP/s", "target": None, "ok": None})
+    rows.append({"quantity": "full-batch step / float32 roof", "value": gflops / roof, "unit": "",
+                 "target": "≥ 0.4", "ok": gflops / roof >= 0.4})
+    return rows

@@ -1,0 +1,18 @@
+"""Many small networks trained at once (Mingard et al. 2020's P_SGD(f|S)): stacked models, batched optimisers with
+torch.optim's formulas, and ``train_ensemble``, which stops each network at 100% training accuracy and records the
+function it ends on."""
+
+from sgdbayes.ensembles.models import CNN, FCN, EnsembleModel
+from sgdbayes.ensembles.optim import OPTIMIZERS, BatchedOptimizer, make_optimizer
+from sgdbayes.ensembles.train import (
+    LOSSES,
+    STATUSES,
+    EnsembleResult,
+    auto_chunk_size,
+    epoch_permutations,
+    network_streams,
+    train_ensemble,
+)
+
+__all__ = ["CNN", "FCN", "EnsembleModel", "OPTIMIZERS", "BatchedOptimizer", "make_optimizer", "LOSSES", "STATUSES",
+           "EnsembleResult", "auto_chunk_size", "epoch_permutations", "network_streams", "train_ensemble"]

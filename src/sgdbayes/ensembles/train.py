@@ -1,0 +1,430 @@
+"""Train M independent networks at once until each fits its training set; record the functions they end on.
+
+Algorithm (one chunk of networks at a time, see ``auto_chunk_size``):
+
+1. Network ``i`` (global index ``index_offset + i``) gets its initial parameters and its minibatch stream from
+   ``(seed, i)`` only (``network_streams``), so it trains identically whatever the chunking, M or device layout.
+2. Each epoch every network visits S in its own random order (``epoch_permutations``) in ``ceil(|S|/B)`` minibatches
+   of size B (the last one smaller when B ∤ |S|, as ``torch.utils.data.DataLoader(drop_last=False)``). A step gathers
+   each network's minibatch ``X[idx]`` (``idx [M, B]``), takes the gradient of Σ_m (mean loss of network m) — which is
+   each network's own gradient — and applies the batched optimiser. Full batch (B ≥ |S|) uses one shared GEMM.
+3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code).
+   A network at 100% has *fitted* (``epochs_to_fit``); it then trains ``overtrain_epochs`` more epochs and is
+   finished. A network whose parameters or logits stop being finite is finished as *diverged*; one that has not
+   fitted after ``max_epochs`` as *not_fitted*. Finished networks are removed from the stack (parameters and
+   optimiser state), so they receive no further update of any kind and are never counted unless fitted.
+4. A finished network's function is its labelling of the test inputs E: ``logit > threshold`` (threshold 0 for CE
+   and for MSE on ±1 targets, 0.5 for MSE on 0/1 targets).
+
+Losses on one logit z with label y ∈ {0, 1}: ``"ce"`` = BCE-with-logits ``softplus(z) − y z``; ``"mse"`` =
+``(z − t)²`` with t = 2y − 1 (``mse_targets="pm1"``, default) or t = y (``"01"``). Each is averaged over the
+minibatch, as ``torch.nn`` does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sgdbayes.device import get_device
+from sgdbayes.ensembles.models import EnsembleModel
+from sgdbayes.ensembles.optim import BatchedOptimizer, make_optimizer
+
+__all__ = ["EnsembleResult", "train_ensemble", "network_streams", "epoch_permutations", "auto_chunk_size",
+           "STATUSES", "LOSSES"]
+
+STATUSES = ("fitted", "not_fitted", "diverged")
+LOSSES = ("ce", "mse")
+_MSE_TARGETS = ("pm1", "01")
+_MASK = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9
+
+# CPU chunk rule (measured on a 2-core CPU, 1 MiB L2/core, 8 MiB L3; checked by benchmarks/bench_ensembles.py):
+# a network whose per-step working set (parameters, gradients, optimiser state, minibatch activations) is small is
+# dispatch-bound — stack many (up to CPU_SMALL_NET_STACK_BYTES in all) to amortise the per-op overhead; a network
+# larger than CPU_SMALL_NET_BYTES is bandwidth-bound — stacking streams its weights from DRAM and allocates large
+# temporaries every step, which measured 2–3× slower than one network at a time, so only CPU_LARGE_NET_STACK_BYTES
+# are stacked (1 network for width ≥ 256 on 784 inputs).
+CPU_SMALL_NET_BYTES = 1 * 2**20
+CPU_SMALL_NET_STACK_BYTES = 64 * 2**20
+CPU_LARGE_NET_STACK_BYTES = 4 * 2**20
+CPU_MAX_CHUNK = 2048
+MEMORY_CAP_BYTES = 1 * 2**30
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# per-network randomness
+# --------------------------------------------------------------------------------------------------------------------
+def network_streams(seed: int, indices: Sequence[int]) -> tuple[list[int], Tensor]:
+    """Per-network seeds derived from ``(seed, i)`` with ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (the
+    i-th child of ``sgdbayes.seed.spawn_seeds(seed, ·)``).
+
+    Returns ``(init_seeds, keys)``: a 63-bit seed per network for its initialisation, and ``keys`` (int64 ``[m, 2]``,
+    two 32-bit words) for its minibatch stream (``epoch_permutations``).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    init_seeds, keys = [], np.empty((len(indices), 2), dtype=np.int64)
+    for r, i in enumerate(indices):
+        words = np.random.SeedSequence(int(seed), spawn_key=(int(i),)).generate_state(4, dtype=np.uint32)
+        init_seeds.append((int(words[0]) << 31) | (int(words[1]) >> 1))
+        keys[r] = words[2:4]
+    return init_seeds, torch.from_numpy(keys)
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """``x · c mod 2³²`` for int64 ``x`` in [0, 2³²) without int64 overflow (c split in 16-bit halves)."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A bijective 32-bit integer mixer (Wellons' ``lowbias32``) on int64 tensors holding 32-bit values."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def epoch_permutations(keys: Tensor, epoch: int, n: int) -> Tensor:
+    """The order in which each network visits its n training examples in ``epoch`` (≥ 1): int64 ``[m, n]``.
+
+    Row r is the argsort of n hashed 32-bit keys of (``keys[r]``, epoch, position) — a counter-based stream, so all m
+    rows come from one vectorised call and row r depends on nothing but ``keys[r]``. Ties between keys (probability
+    < n²/2³³ per epoch) are broken by position (stable sort).
+    """
+    k0, k1 = keys[:, :1], keys[:, 1:]
+    e = torch.tensor(epoch % 2**32, dtype=torch.int64, device=keys.device)
+    base = _hash32(k0 ^ _hash32(_mul32(e, _GOLDEN) ^ k1))  # [m, 1]
+    j = torch.arange(n, dtype=torch.int64, device=keys.device)
+    h = _hash32(_hash32((base + _mul32(j, _GOLDEN)) & _MASK) ^ k1)  # [m, n]
+    return torch.sort(h, dim=1, stable=True).indices
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class EnsembleResult:
+    """Outcome of ``train_ensemble`` for M networks (index m ↔ global network ``network_index[m]``).
+
+    ``status`` [M] str in ``STATUSES``; ``epochs_to_fit`` / ``steps_to_fit`` [M] (−1 if never fitted);
+    ``epochs_trained`` [M] (= epochs_to_fit + overtrain_epochs for fitted networks); ``train_accuracy`` and
+    ``train_loss`` [M] on the full S when the network finished; ``test_labels`` bool ``[M, n_test]`` (CPU):
+    ``logit > threshold`` on E when the network finished; ``params`` (only with ``return_params=True``): stacked final
+    parameters ``[M, ...]`` (CPU).
+    """
+
+    status: np.ndarray
+    epochs_to_fit: np.ndarray
+    steps_to_fit: np.ndarray
+    epochs_trained: np.ndarray
+    train_accuracy: np.ndarray
+    train_loss: np.ndarray
+    test_labels: Tensor
+    network_index: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+    params: list[Tensor] | None = None
+    wall_time_s: float = float("nan")
+
+    @property
+    def n_networks(self) -> int:
+        return int(self.status.shape[0])
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """bool [M]: reached 100% training accuracy (before any overtraining) and did not diverge."""
+        return self.status == "fitted"
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.status == s).sum()) for s in STATUSES}
+
+    def function_counts(self, *, require_final_fit: bool = True):
+        """``sgdbayes.functions.FunctionCounts`` of the test labellings of the fitted networks only. With
+        ``require_final_fit`` a fitted network that lost 100% training accuracy during overtraining is left out too."""
+        from sgdbayes.functions import FunctionCounts
+
+        keep = self.fitted
+        if require_final_fit:
+            keep = keep & (self.train_accuracy == 1.0)
+        n_bits = int(self.test_labels.shape[1])
+        if n_bits == 0:
+            raise ValueError("no test inputs were given (X_test=None), so there are no functions to count")
+        bits = self.test_labels[torch.from_numpy(keep)]
+        return FunctionCounts.from_bits(bits, n_bits) if bits.shape[0] else FunctionCounts.empty(n_bits)
+
+    def summary(self) -> dict[str, Any]:
+        f = self.fitted
+        out: dict[str, Any] = {"n_networks": self.n_networks, **{f"n_{k}": v for k, v in self.counts().items()}}
+        out["mean_epochs_to_fit"] = float(self.epochs_to_fit[f].mean()) if f.any() else float("nan")
+        out["wall_time_s"] = self.wall_time_s
+        out["networks_per_s"] = self.n_networks / self.wall_time_s if self.wall_time_s > 0 else float("nan")
+        return out
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"EnsembleResult(M={self.n_networks}, fitted={c['fitted']}, not_fitted={c['not_fitted']}, "
+                f"diverged={c['diverged']}, n_test={self.test_labels.shape[1]}, wall={self.wall_time_s:.3g} s)")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------------------------------
+def _as_float_tensor(x: Any, name: str, device: torch.device) -> Tensor:
+    t = torch.as_tensor(x)
+    if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise ValueError(f"{name} must be numeric, got dtype {t.dtype}")
+    t = t.to(device=device, dtype=torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return t.contiguous()
+
+
+def _as_labels(y: Any, n: int, device: torch.device) -> Tensor:
+    t = torch.as_tensor(y)
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"y_train must have shape [{n}] (one label per row of X_train), got {tuple(t.shape)}")
+    if t.dtype == torch.bool:
+        return t.to(device)
+    if t.is_complex():
+        raise ValueError(f"y_train must be binary in {{0, 1}}, got dtype {t.dtype}")
+    bad = (t != 0) & (t != 1)
+    if bad.any():
+        vals = torch.unique(t[bad])[:5].tolist()
+        raise ValueError(f"y_train must be binary with values in {{0, 1}} (or bool); got values such as {vals}")
+    return (t == 1).to(device)
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def auto_chunk_size(model: EnsembleModel, optimizer: BatchedOptimizer, *, n_train: int, batch_size: int,
+                    n_test: int = 0, device: torch.device | str = "cpu") -> int:
+    """How many networks to stack at once.
+
+    Per network, a step touches ``4·P·(2 + s)`` bytes (P parameters, their gradients, s optimiser-state tensors) plus
+    ``4·3·A·B`` bytes of activations (A units per example, minibatch B); the accuracy check holds
+    ``4·2·A·max(|S|, |E|)``. On CPU: networks of at most ``CPU_SMALL_NET_BYTES`` per step are stacked up to
+    ``CPU_SMALL_NET_STACK_BYTES`` (capped at ``CPU_MAX_CHUNK``); larger ones only up to ``CPU_LARGE_NET_STACK_BYTES``
+    — 1 for very wide nets, where batching does not pay — and the check stays within ``MEMORY_CAP_BYTES``. On an
+    accelerator only memory bounds it (a quarter of the device memory).
+    """
+    device = torch.device(device)
+    step_bytes = 4 * model.n_params * (2 + optimizer.n_state_tensors) + 4 * 3 * model.activation_units() * batch_size
+    check_bytes = 4 * 2 * model.activation_units() * max(n_train, n_test, 1)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory // 4
+        return max(1, int(total // (step_bytes + check_bytes)))
+    budget = CPU_SMALL_NET_STACK_BYTES if step_bytes <= CPU_SMALL_NET_BYTES else CPU_LARGE_NET_STACK_BYTES
+    return int(max(1, min(CPU_MAX_CHUNK, budget // step_bytes, MEMORY_CAP_BYTES // check_bytes)))
+
+
+def _per_net_loss(logits: Tensor, target: Tensor, loss: str) -> Tensor:
+    """Mean loss of each network over its examples: logits ``[M, b]``, target ``[M, b]`` or ``[b]`` → ``[M]``."""
+    if loss == "ce":
+        per = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="none")
+    else:
+        per = (logits - target).square()
+    return per.mean(1)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------------------------
+def train_ensemble(
+    model: EnsembleModel,
+    X_train: Any,
+    y_train: Any,
+    X_test: Any = None,
+    *,
+    n_networks: int,
+    seed: int = 0,
+    index_offset: int = 0,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    optimizer_kwargs: dict[str, Any] | None = None,
+    loss: str = "ce",
+    mse_targets: str = "pm1",
+    batch_size: int | None = 32,
+    max_epochs: int = 10_000,
+    max_steps: int | None = None,
+    overtrain_epochs: int = 0,
+    chunk_size: int | str = "auto",
+    device: str | torch.device | None = None,
+    return_params: bool = False,
+    progress: bool = True,
+) -> EnsembleResult:
+    """Train ``n_networks`` independent copies of ``model`` on (``X_train``, ``y_train``), each to 100% training
+    accuracy (see the module docstring for the algorithm), and label ``X_test`` with each.
+
+    Shapes: ``X_train [n, *model.in_shape]``, ``y_train [n]`` in {0, 1} (or bool), ``X_test [n_test, *in_shape]``.
+    ``optimizer`` one of ``sgd, adam, adagrad, rmsprop, adadelta`` with ``lr`` (None → torch.optim's default) and
+    ``optimizer_kwargs`` (e.g. ``{"momentum": 0.9, "nesterov": True}``); ``loss`` ``"ce"`` or ``"mse"`` (targets
+    ``mse_targets`` = ``"pm1"`` or ``"01"``); ``batch_size`` 1 … |S| (None or ≥ |S| → full batch);
+    ``max_epochs`` / ``max_steps`` bound the training *until first fit* (whichever is smaller, in whole epochs);
+    ``overtrain_epochs`` k more epochs after a network first fits. Network m uses the seeds of global index
+    ``index_offset + m`` (shards of one job use consecutive offsets). ``chunk_size`` networks are stacked at once
+    (``"auto"``: ``auto_chunk_size``). ``device`` None → X_train's device if it is a tensor, else
+    ``sgdbayes.get_device("auto")``. Training is float32.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(model, EnsembleModel):
+        raise TypeError(f"model must be an sgdbayes.ensembles model (FCN, CNN), got {type(model).__name__}")
+    if device is None:
+        device = X_train.device if isinstance(X_train, Tensor) else get_device("auto")
+    device = get_device(device)
+    M = _positive_int("n_networks", n_networks)
+    index_offset = _positive_int("index_offset", index_offset, minimum=0)
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+    if mse_targets not in _MSE_TARGETS:
+        raise ValueError(f"unknown mse_targets {mse_targets!r}; allowed: {', '.join(_MSE_TARGETS)}")
+    opt = make_optimizer(optimizer, lr, **(optimizer_kwargs or {}))
+
+    X = _as_float_tensor(X_train, "X_train", device)
+    model.check_inputs(X, "X_train")
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X_train is empty")
+    y = _as_labels(y_train, n, device)
+    if X_test is None:
+        Xe = torch.zeros((0, *model.in_shape), device=device)
+    else:
+        Xe = _as_float_tensor(X_test, "X_test", device)
+        model.check_inputs(Xe, "X_test")
+    B = n if batch_size is None else _positive_int("batch_size", batch_size)
+    B = min(B, n)
+    steps_per_epoch = math.ceil(n / B)
+    max_epochs = _positive_int("max_epochs", max_epochs)
+    if max_steps is not None:
+        max_steps = _positive_int("max_steps", max_steps)
+        if max_steps < steps_per_epoch:
+            raise ValueError(f"max_steps={max_steps} is less than one epoch ({steps_per_epoch} steps of batch {B})")
+        max_epochs = min(max_epochs, max_steps // steps_per_epoch)
+    k_over = _positive_int("overtrain_epochs", overtrain_epochs, minimum=0)
+    if chunk_size == "auto":
+        chunk = auto_chunk_size(model, opt, n_train=n, batch_size=B, n_test=Xe.shape[0], device=device)
+    else:
+        chunk = _positive_int("chunk_size", chunk_size)
+    chunk = min(chunk, M)
+
+    if loss == "ce":
+        target, threshold = y.float(), 0.0
+    elif mse_targets == "pm1":
+        target, threshold = 2.0 * y.float() - 1.0, 0.0
+    else:
+        target, threshold = y.float(), 0.5
+
+    config = {"model": repr(model), "n_networks": M, "seed": int(seed), "index_offset": index_offset,
+              "optimizer": opt.name, "hyper": dict(opt.hyper), "loss": loss,
+              "mse_targets": mse_targets if loss == "mse" else None, "batch_size": B, "n_train": n,
+              "n_test": int(Xe.shape[0]), "max_epochs": max_epochs, "overtrain_epochs": k_over,
+              "steps_per_epoch": steps_per_epoch, "threshold": threshold, "chunk_size": chunk, "device": str(device)}
+    out = {
+        "status": np.empty(M, dtype="<U10"),
+        "epochs_to_fit": np.full(M, -1, dtype=np.int64),
+        "epochs_trained": np.zeros(M, dtype=np.int64),
+        "train_accuracy": np.zeros(M, dtype=np.float64),
+        "train_loss": np.zeros(M, dtype=np.float64),
+        "test_labels": torch.zeros((M, Xe.shape[0]), dtype=torch.bool),
+    }
+    params_out = [torch.empty((M, *s)) for s in model.param_shapes] if return_params else None
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=M, desc=f"{M} nets", unit="net", disable=not progress, leave=False) as bar:
+        for start in range(0, M, chunk):
+            stop = min(start + chunk, M)
+            _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epoch, max_epochs, k_over,
+                         seed, index_offset, start, stop, out, params_out, bar)
+
+    steps_to_fit = np.where(out["epochs_to_fit"] >= 0, out["epochs_to_fit"] * steps_per_epoch, -1)
+    return EnsembleResult(
+        status=out["status"], epochs_to_fit=out["epochs_to_fit"], steps_to_fit=steps_to_fit,
+        epochs_trained=out["epochs_trained"], train_accuracy=out["train_accuracy"], train_loss=out["train_loss"],
+        test_labels=out["test_labels"], network_index=np.arange(index_offset, index_offset + M, dtype=np.int64),
+        config=config, params=params_out, wall_time_s=time.perf_counter() - t_start)
+
+
+def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epoch, max_epochs, k_over, seed,
+                 index_offset, start, stop, out, params_out, bar) -> None:
+    """Train networks ``start … stop−1`` (positions in the result) to completion, writing into ``out``."""
+    device, n = X.device, X.shape[0]
+    init_seeds, keys = network_streams(seed, range(index_offset + start, index_offset + stop))
+    keys = keys.to(device)
+    params = [p.requires_grad_() for p in model.init(init_seeds, device)]
+    state = opt.init_state(params)
+    alive = np.arange(start, stop)  # result positions of the networks still in the stack
+    first_fit = np.full(stop - start, -1, dtype=np.int64)  # indexed by position − start
+    full_batch = B >= n
+    epoch = 0
+    while alive.size:
+        epoch += 1
+        perm = None if full_batch else epoch_permutations(keys, epoch, n)
+        for s in range(steps_per_epoch):
+            with torch.enable_grad():
+                if full_batch:
+                    logits = model.forward_shared(params, X)
+                    total = _per_net_loss(logits, target, loss).sum()
+                else:
+                    idx = perm[:, s * B:(s + 1) * B]
+                    logits = model.forward(params, X[idx])
+                    total = _per_net_loss(logits, target[idx], loss).sum()
+                grads = torch.autograd.grad(total, params)
+            opt.step(params, grads, state)
+
+        # end of epoch: accuracy on the full S, finiteness
+        with torch.no_grad():
+            m = alive.size
+            logits = model.forward_shared(params, X)
+            # a slice sum is non-finite iff the slice holds NaN/inf (or |values| ~ 1e38: diverged too); one pass
+            finite = torch.isfinite(logits.sum(1))
+            for p in params:
+                finite &= torch.isfinite(p.detach().reshape(m, -1).sum(1))
+            correct = (logits > threshold) == y
+            acc = correct.double().mean(1)
+            lossv = _per_net_loss(logits, target, loss).double()
+            finite_np, acc_np, fit_np = finite.cpu().numpy(), acc.cpu().numpy(), correct.all(1).cpu().numpy()
+        local = alive - start
+        newly = finite_np & fit_np & (first_fit[local] < 0)
+        first_fit[local[newly]] = epoch
+        has_fit = first_fit[local] >= 0
+        done_fit = finite_np & has_fit & (epoch - first_fit[local] >= k_over)
+        done_budget = finite_np & ~has_fit & (epoch >= max_epochs)
+        done = ~finite_np | done_fit | done_budget
+        if not done.any():
+            continue
+        pos = alive[done]
+        out["status"][pos] = np.where(~finite_np[done], "diverged", np.where(done_fit[done], "fitted", "not_fitted"))
+        out["epochs_to_fit"][pos] = first_fit[local[done]]
+        out["epochs_trained"][pos] = epoch
+        out["train_accuracy"][pos] = acc_np[done]
+        out["train_loss"][pos] = lossv.cpu().numpy()[done]
+        sel = torch.from_numpy(np.flatnonzero(done)).to(device)
+        with torch.no_grad():
+            finished = [p.detach()[sel] for p in params]
+            if Xe.shape[0]:
+                out["test_labels"][torch.from_numpy(pos)] = (model.forward_shared(finished, Xe) > threshold).cpu()
+        if params_out is not None:
+            for k, p in enumerate(finished):
+                params_out[k][torch.from_numpy(pos)] = p.cpu()
+        bar.update(int(done.sum()))
+        keep_np = np.flatnonzero(~done)
+        alive = alive[keep_np]
+        if alive.size:
+            keep = torch.from_numpy(keep_np).to(device)
+            params = [p.detach()[keep].requires_grad_() for p in params]
+            state = opt.compact(state, keep)
+            keys = keys[keep]
