@@ -16,14 +16,14 @@
 # papers' scale. A dash in the *paper* column means the paper states no number for that quantity (its claim is
 # quoted in the description instead).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 
 # %% tags=["remove-input"]
 from IPython.display import HTML, Markdown, display
 
 from sgdbayes.paths import results_dir
-from sgdbayes.report import report_table
+from sgdbayes.report import report_html, report_table
 
 table = report_table()
 if table.empty:
@@ -32,4 +32,4 @@ if table.empty:
 else:
     chapters = ", ".join(sorted(table["chapter"].unique()))
     display(Markdown(f"{len(table)} quantities from {table['chapter'].nunique()} chapter(s): {chapters}."))
-    display(HTML(table.to_html(index=False, escape=True, classes="table table-sm", border=0)))
+    display(HTML(report_html(table)))

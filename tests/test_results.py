@@ -51,3 +51,13 @@ def test_report_with_some_chapters(rdir):
                                         (3, "3"), (12000, "12,000"), (True, "yes"), (0.5, "0.5")])
 def test_format_value(value, text):
     assert format_value(value) == text
+
+
+def test_report_html_groups_by_chapter_and_escapes(rdir):
+    from sgdbayes.report import report_html
+
+    results.record("polyak_averaging", "a", 1.0, description="x < y", profile="smoke")
+    results.record("function_probability", "b", 2.0, profile="smoke")
+    html = report_html(report_table(rdir))
+    assert html.index("Function probability") < html.index("Polyak averaging")  # book order, not alphabetical
+    assert "x &lt; y" in html and "x < y" not in html

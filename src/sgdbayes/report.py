@@ -10,6 +10,13 @@ import pandas as pd
 
 from sgdbayes.results import load_all
 
+CHAPTER_TITLES = {
+    "function_probability": "1 · Function probability (Mingard et al. 2020)",
+    "sgd_variational_inference": "2 · SGD performs variational inference (Chaudhari & Soatto 2018)",
+    "constant_sgd": "3 · Constant SGD as approximate inference (Mandt, Hoffman & Blei 2017)",
+    "polyak_averaging": "4 · Polyak averaging (Mandt, Hoffman & Blei 2017, §6)",
+}
+
 COLUMNS = ["chapter", "quantity", "paper", "this run", "profile", "description"]
 
 
@@ -48,3 +55,24 @@ def report_table(directory: Path | None = None) -> pd.DataFrame:
         columns=COLUMNS,
     )
     return table
+
+
+def report_html(table: pd.DataFrame) -> str:
+    """The table as HTML, one section per chapter; each quantity's description sits under its name."""
+    from html import escape
+
+    order = [c for c in CHAPTER_TITLES if c in set(table["chapter"])]
+    order += sorted(set(table["chapter"]) - set(order))
+    parts = []
+    for chapter in order:
+        rows = table[table["chapter"] == chapter]
+        parts.append(f"<h3>{escape(CHAPTER_TITLES.get(chapter, chapter))}</h3>")
+        parts.append('<table class="table sgdbayes-report"><thead><tr><th style="width:40%">quantity</th>'
+                     '<th style="width:25%">paper</th><th style="width:25%">this run</th>'
+                     '<th style="width:10%">profile</th></tr></thead><tbody>')
+        for _, r in rows.iterrows():
+            desc = f'<br><small>{escape(r["description"])}</small>' if r["description"] else ""
+            parts.append(f'<tr><td><code>{escape(r["quantity"])}</code>{desc}</td><td>{escape(r["paper"])}</td>'
+                         f'<td>{escape(r["this run"])}</td><td>{escape(str(r["profile"]))}</td></tr>')
+        parts.append("</tbody></table>")
+    return "\n".join(parts)

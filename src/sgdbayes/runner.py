@@ -138,6 +138,7 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
     seconds = time.perf_counter() - t0
 
     executed = nbformat.read(partial, as_version=4)
+    _tag_parameter_cells(executed)
     executed.metadata["sgdbayes"] = {"key": key, "profile": profile, "parameters": params,
                                      "seconds": round(seconds, 1)}
     tmp = out.with_name(f".{out.name}.tmp")
@@ -145,6 +146,19 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
     os.replace(tmp, out)
     partial.unlink(missing_ok=True)
     return RunResult(chapter.name, out, seconds, skipped=False)
+
+
+def _tag_parameter_cells(nb) -> None:
+    """In the book, fold the defaults cell away and show the values this run used (papermill's injected cell);
+    a chapter whose parameters cell is tagged ``remove-cell`` has both removed."""
+    remove = any("parameters" in c.metadata.get("tags", []) and "remove-cell" in c.metadata.get("tags", [])
+                 for c in nb.cells)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("hide-cell")
+        if "injected-parameters" in tags and remove:
+            tags.append("remove-cell")
 
 
 def jupyter_book_build(root: Path, *, strict: bool = True) -> None:
