@@ -69,3 +69,48 @@ def test_vem_recovers_prior_precision_of_generating_model():
     assert np.isfinite(r.trace).all()
     with pytest.raises(ValueError):
         vem_prior_precision(model, eps=-1.0, S=1)
+
+
+def _softmax_data(N=300, D=3, K=3, seed=2):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.normal(size=(N, D - 1)), np.ones(N)])
+    logits = X @ rng.normal(size=(D, K))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    y = (p.cumsum(1) / p.sum(1, keepdims=True) < rng.random((N, 1))).sum(1)
+    return X, y
+
+
+def test_vem_sits_on_its_own_m_step():
+    """At convergence λ_VEM = P / E_q|θ|² (the closed-form M-step) with E_q the chains' time average."""
+    X, y = _softmax_data()
+    model = SoftmaxRegression(X, y, n_classes=3, prior_precision=1.0)
+    r = vem_prior_precision(model, eps=0.2, S=10, n_chains=16, n_steps=1500, init=map_estimate(model), seed=1)
+    assert r.m_step() == pytest.approx(r.prior_precision, rel=0.1)
+    assert r.sq_trace.shape == r.trace.shape == (1500,)
+
+
+def test_precision_scan_against_naive_and_fixed_points():
+    from sgdbayes.ou.theory import lyapunov_covariance
+    from sgdbayes.ou.vem import fixed_point, prior_precision_scan
+
+    X, y = _softmax_data()
+    lams = np.array([0.1, 1.0, 10.0])
+    sc = prior_precision_scan(X[:200], y[:200], X[200:], y[200:], lams, n_classes=3, eps=0.3, S=5)
+    for i, lam in enumerate(lams):
+        m = SoftmaxRegression(X[:200], y[:200], n_classes=3, prior_precision=lam)
+        mode = map_estimate(m)
+        A, C = m.hessian(mode), m.noise_covariance(mode)
+        assert sc.sq_mode[i] == pytest.approx(float((mode**2).sum()), rel=1e-5)
+        assert sc.tr_post[i] == pytest.approx(np.trace(np.linalg.inv(200 * A)), rel=1e-5)
+        assert sc.tr_meanfield[i] == pytest.approx((1 / (200 * np.diag(A))).sum(), rel=1e-5)
+        assert sc.tr_sgd[i] == pytest.approx(np.trace(lyapunov_covariance(A, C, eps=0.3, S=5)), rel=1e-5)
+        assert sc.val_loglik[i] == pytest.approx(
+            float(m.log_likelihood(mode[None], torch.as_tensor(X[200:]), torch.as_tensor(y[200:]))[0]), abs=1e-6)
+    # the Laplace (evidence) map adds Tr(NA)⁻¹ >= 0: its fixed point is below the point-mass one
+    assert np.all(sc.m_step("laplace") <= sc.m_step("map"))
+    # fixed_point: f(λ) = √(10 λ) crosses λ at 10 (log-linear, so exact on a log grid)
+    grid = np.geomspace(0.1, 1000, 9)
+    assert fixed_point(grid, np.sqrt(10 * grid)) == pytest.approx(10.0, rel=1e-12)
+    assert np.isnan(fixed_point(grid, 2 * grid))                   # never crosses
+    with pytest.raises(ValueError, match="kind"):
+        sc.m_step("nuts")

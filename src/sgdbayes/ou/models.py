@@ -278,6 +278,13 @@ def newton_mode(model: Model, *, theta0=None, tol: float = 1e-10, max_iter: int 
 def max_curvature(model: Model, theta, *, n_iter: int = 50, seed: int = 0) -> float:
     """Largest eigenvalue of the Hessian ``A`` of ``L`` at ``theta`` by power iteration on Hessian-vector products
     (autograd; no ``P×P`` matrix), for the stability limit ``2/λ_max`` of large models."""
+    from sgdbayes.ou.chains import small_op_threads
+
+    with small_op_threads(model.N * model.P if model.device.type == "cpu" else float("inf")):
+        return _power_iteration(model, theta, n_iter, seed)
+
+
+def _power_iteration(model, theta, n_iter, seed):
     th = torch.as_tensor(theta, dtype=model.dtype, device=model.device).reshape(1, -1).detach().requires_grad_(True)
     g, = torch.autograd.grad(model.neg_log_joint(th).sum() / model.N, th, create_graph=True)
     gen = torch.Generator(device=model.device).manual_seed(seed)

@@ -66,7 +66,8 @@ def nuts_samples(model: Model, *, num_samples: int = 500, warmup: int = 300, see
                   max_tree_depth=max_tree_depth)
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, initial_params={"theta": theta0},
                 disable_progbar=True)
-    mcmc.run()
+    with small_op_threads(model.N * model.P if model.device.type == "cpu" else float("inf")):
+        mcmc.run()
     draws = mcmc.get_samples()["theta"].double().cpu().numpy()
     if not np.isfinite(draws).all():
         raise RuntimeError("NUTS produced non-finite draws")

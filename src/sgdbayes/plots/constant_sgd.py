@@ -59,7 +59,8 @@ def covariance_figure(predicted, empirical, *, title: str = ""):
         ax.set_title(name)
         ax.set_xlabel("parameter index")
         ax.set_ylabel("parameter index")
-    fig.colorbar(im, ax=axes[0][1], shrink=0.8, label="covariance [standardised units²]")
+    cb = fig.colorbar(im, ax=axes[0][1], shrink=0.8)
+    cb.ax.set_title("[units²]", fontsize="small")
     ax = axes[0][2]
     iu = np.triu_indices_from(predicted)
     ax.scatter(predicted[iu], empirical[iu], s=12, color=PALETTE[0])
@@ -85,34 +86,73 @@ def eps_sweep_figure(eps, kl_empirical, kl_predicted, eps_star, *, eps_limit=Non
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ticks = np.asarray(eps)[:: max(1, len(eps) // 4)]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:.2g}" for t in ticks])
     ax.set_xlabel("learning rate ε [dimensionless]")
-    ax.set_ylabel("KL(stationary ‖ posterior) [nats]")
+    ax.set_ylabel("KL(q ‖ p) = KL(stationary ‖ posterior) [nats]")
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
     return fig
 
 
+def _finite(x):
+    return x is not None and np.isfinite(x)
+
+
 def vem_figure(rows):
-    """Paper Fig. 6 analogue. Each row: dict ``name``, ``lambdas`` grid, ``scores`` validation log-likelihood,
-    ``trace`` VEM λ per step, ``lam_vem``, ``lam_bbvi``, ``lam_val``. One column per data set, two rows."""
-    fig, axes = new_figure(len(rows), 2, width=4.4, height=3.2)
+    """Paper Fig. 6 analogue, one column per data set. Each row dict: ``name``, ``lambdas`` grid, ``scores``
+    validation log-likelihood, ``lam_val``, ``vem`` (list of dicts ``factor``, ``lam``, ``m_step``, ``trace``),
+    ``lam_bbvi``, ``bbvi_trace`` (every 50 steps), ``maps`` (EM maps ``f_q(λ)`` on the grid per q family) and ``fixed``
+    (their fixed points). Top: validation log-likelihood with each estimate; middle: the EM maps against ``f = λ``;
+    bottom: the λ traces."""
+    fig, axes = new_figure(len(rows), 3, width=4.8, height=3.3)
+    vem_colors = [PALETTE[1], PALETTE[4], PALETTE[3], PALETTE[5]]
+    map_style = {"laplace": ("Laplace posterior (evidence)", "black", "-"),
+                 "meanfield": ("mean-field Laplace", PALETTE[2], "--"),
+                 "map": ("point mass (MAP)", "grey", ":"),
+                 "sgd": ("OU prediction, smaller ε", PALETTE[4], "-.")}
     for j, r in enumerate(rows):
+        lam = np.asarray(r["lambdas"])
         ax = axes[0][j]
-        ax.plot(r["lambdas"], r["scores"], "o-", color=PALETTE[0])
-        for lam, name, c, ls in ((r["lam_val"], "validation-optimal", "black", "-"),
-                                 (r["lam_vem"], "constant-SGD VEM", PALETTE[1], "--"),
-                                 (r["lam_bbvi"], "BBVI", PALETTE[2], ":")):
-            ax.axvline(lam, color=c, ls=ls, lw=1.6, label=f"{name}: {lam:.3g}")
+        ax.plot(lam, r["scores"], "o-", color=PALETTE[0], label="MAP, held-out data")
+        marks = [(r["lam_val"], "validation-optimal", "black", "-"),
+                 (r["fixed"].get("laplace"), "EM, Laplace q", "black", "--"),
+                 (r["lam_bbvi"], "BBVI VEM", PALETTE[2], ":")]
+        marks += [(v["lam"], f"const-SGD VEM, ε={v['factor']:g}/λmax", vem_colors[i % 4], "-.")
+                  for i, v in enumerate(r["vem"])]
+        for x, name, c, ls in marks:
+            if _finite(x):
+                ax.axvline(x, color=c, ls=ls, lw=1.4, label=f"{name}: {x:.3g}")
         ax.set_xscale("log")
         ax.set_xlabel("prior precision λ [1/units²]")
         ax.set_ylabel("validation log-lik. [nats/example]")
         ax.set_title(r["name"])
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize="xx-small", loc="lower left")
         ax = axes[1][j]
-        ax.plot(np.arange(1, len(r["trace"]) + 1), r["trace"], color=PALETTE[1])
+        ax.plot(lam, lam, color="red", lw=1, label="f(λ) = λ")
+        for k, (name, c, ls) in map_style.items():
+            f = np.asarray(r["maps"].get(k, np.full(lam.shape, np.nan)))
+            if np.isfinite(f).any():
+                ax.plot(lam, f, color=c, ls=ls, marker=".", label=name)
+        for i, v in enumerate(r["vem"]):
+            ax.plot([v["lam"]], [v["m_step"]], "*", ms=11, color=vem_colors[i % 4],
+                    label=f"VEM run, ε={v['factor']:g}/λmax")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("VEM iteration [steps]")
+        ax.set_xlabel("prior precision λ [1/units²]")
+        ax.set_ylabel("M-step P / E_q|θ|² [1/units²]")
+        ax.legend(fontsize="xx-small", loc="upper left")
+        ax = axes[2][j]
+        for i, v in enumerate(r["vem"]):
+            ax.plot(np.arange(1, len(v["trace"]) + 1), v["trace"], color=vem_colors[i % 4],
+                    label=f"const-SGD VEM, ε={v['factor']:g}/λmax")
+        bt = np.asarray(r["bbvi_trace"])
+        ax.plot(1 + 50 * np.arange(len(bt)), bt, color=PALETTE[2], ls=":", lw=2, label="BBVI VEM")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration [steps]")
         ax.set_ylabel("λ [1/units²]")
+        ax.legend(fontsize="xx-small")
     return fig

@@ -22,7 +22,7 @@ def _preconditioner(kind, C, N, S):
 
 
 def stationary_figure(model, A, C, post_mean, post_cov, *, eps_factor: float = 1.0, S: int = 10,
-                      preconditioner: str = "none", n_chains: int = 300, n_steps: int = 600, seed: int = 0):
+                      preconditioner: str = "none", n_chains: int = 300, n_steps: int = 300, seed: int = 0):
     """One view: ``eps_factor`` multiplies ε* (plain SGD) or the optimal preconditioner's step (diag/full)."""
     if preconditioner not in PRECONDITIONERS:
         raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
@@ -43,8 +43,9 @@ def stationary_figure(model, A, C, post_mean, post_cov, *, eps_factor: float = 1
         ax.set_title(f"ε = {eps:.3g} ≥ stability limit {limit:.3g}: the chains diverge")
     else:
         pred = lyapunov_covariance(A, C, eps=eps, S=S, H=H)
+        # start from the predicted stationary law: the run then only has to correct the prediction's small errors
         r = run_chains(model, sgd(eps, S, H=H), n_chains=n_chains, n_steps=n_steps, burn_in=n_steps - 1,
-                       init=np.random.default_rng(seed).multivariate_normal(post_mean, post_cov, n_chains),
+                       init=np.random.default_rng(seed).multivariate_normal(post_mean, pred, n_chains),
                        seed=seed, keep_samples=False, on_divergence="mark")
         x = r.final[~r.diverged].double().cpu().numpy() @ U
         ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.35, color=COLORS["samples"], label="final iterates")
@@ -67,7 +68,12 @@ def stationary_explorer(model, A, C, post_mean, post_cov, **defaults):
 
     static = stationary_figure(model, A, C, post_mean, post_cov, **defaults)
 
+    first = [True]
+
     def show(eps_factor=1.0, S=10, preconditioner="none"):
+        if first[0]:                       # the default view is the static figure already shown: do not draw it twice
+            first[0] = False
+            return
         fig = stationary_figure(model, A, C, post_mean, post_cov, eps_factor=eps_factor, S=S,
                                 preconditioner=preconditioner,
                                 **{k: v for k, v in defaults.items() if k in ("n_chains", "n_steps", "seed")})
