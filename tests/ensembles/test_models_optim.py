@@ -13,12 +13,7 @@ from sgdbayes.ensembles import (CNN, FCN, OPTIMIZERS, auto_chunk_size, epoch_per
                                 network_streams)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster and deterministic
 
 
 def test_init_matches_nngp_prior_moments():

@@ -12,15 +12,7 @@ from torch import nn
 
 from sgdbayes.ensembles import CNN, FCN, epoch_permutations, network_streams, train_ensemble
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is faster, and immune to a busy machine's thread scheduling."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster and deterministic
 
 
 TORCH_OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad,

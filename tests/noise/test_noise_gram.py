@@ -11,12 +11,7 @@ from sgdbayes.noise import (FallbackWarning, n_weights, per_sample_gradients, pe
 from sgdbayes.noise.training import per_sample_cross_entropy as ce
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster and deterministic
 
 
 def _randomise_bn(model, gen):

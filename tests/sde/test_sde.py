@@ -10,12 +10,7 @@ from sgdbayes.sde import (DoubleWell, bin_probabilities, LinearSDE, autocorrelat
                           non_commuting_example, sample_covariance_zscores, sharp_and_wide, white_noise_band)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster and deterministic
 
 
 def test_double_well_algebra():
