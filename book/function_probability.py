@@ -57,6 +57,9 @@ bool_lr = 0.1               # our choice (fits in ~8 epochs; the paper's scripts
 bool_batch = 8
 bool_max_epochs = 2000      # budget: a network not fitted after this is reported as "never fitted"
 bool_prior_samples = 10000000   # direct sampling of P_B (paper: 10^7–10^10)
+bool_gp_samples = 10000000  # i.i.d. draws of the NNGP itself (exact P_B of the infinite-width limit: EP's target)
+bool_ess_chains = 512       # ... and elliptical slice sampling of the same GP posterior (many more samples)
+bool_ess_steps = 400
 ep_min_count = 2            # P_B by EP for every function SGD found at least this often
 # --- (c) optimisers and batch sizes (second-order differences), (d) overtraining, |S| = 64
 opt_names = ["sgd", "adam", "adagrad", "rmsprop", "adadelta"]
@@ -83,6 +86,9 @@ mnist_batch = 32            # paper: 32, MSE
 mnist_loss = "mse"
 mnist_overtrain = 0         # paper: 64
 mnist_ep_method = "two_stage"   # "full" costs O((|S|+|E|)^3) per function
+mnist_ess_chains = 128      # elliptical slice sampling of the exact GP posterior (checks EP's marginals)
+mnist_ess_steps = 400
+mnist_ess_burn_in = 200
 min_count = 10              # functions seen at least this often enter the correlation statistics
 
 # %%
@@ -147,9 +153,15 @@ t_prior = time.time() - t0 - t_main
 ep_main = fp.ep_log_pb(*bool_xy, main.counts, depth=len(bool_hidden), sigma_w=bool_sigma_w, sigma_b=bool_sigma_b,
                        method="full", min_count=ep_min_count)
 t_ep = time.time() - t0 - t_main - t_prior
+bool_kernel = dict(depth=len(bool_hidden), sigma_w=bool_sigma_w, sigma_b=bool_sigma_b)
+gp_exact = fp.gp_exact_functions(*bool_xy, n_samples=bool_gp_samples, seed=seed, **bool_kernel)
+ep_marg_bool = fp.ep_marginals(*bool_xy, **bool_kernel)
+t_gp = time.time() - t0 - t_main - t_prior - t_ep
 pd.DataFrame({"P_SGD: SGD runs": main.summary(),
-              "P_B: prior samples": {"networks": prior.n_sampled, "counted": prior.n_consistent,
-                                     "distinct functions": prior.counts.n_distinct}}).T
+              "P_B: prior samples (networks)": {"networks": prior.n_sampled, "counted": prior.n_consistent,
+                                                "distinct functions": prior.counts.n_distinct},
+              "P_B: NNGP samples": {"networks": gp_exact.n_sampled, "counted": gp_exact.n_consistent,
+                                    "distinct functions": gp_exact.counts.n_distinct}}).T
 
 # %% [markdown]
 # Every network is accounted for: "never fitted" networks hit the epoch budget, "diverged" ones produced a
@@ -160,7 +172,9 @@ pd.DataFrame({"P_SGD: SGD runs": main.summary(),
 print(f"P(S) ≈ {prior.p_train:.3g}: {prior.n_consistent} of {prior.n_sampled:,} prior networks fit S")
 print(f"EP (method='full', step likelihood) evaluated {len(ep_main)} functions "
       f"(those seen ≥ {ep_min_count} times by SGD), {ep_main.n_failed} failed to converge")
-print(f"time: SGD {t_main:.0f} s, prior sampling {t_prior:.0f} s, EP {t_ep:.0f} s (0 when cached)")
+print(f"P(S) of the NNGP ≈ {gp_exact.p_train:.3g}: {gp_exact.n_consistent} of {gp_exact.n_sampled:,} GP draws")
+print(f"time: SGD {t_main:.0f} s, prior sampling {t_prior:.0f} s, EP {t_ep:.0f} s, GP sampling {t_gp:.0f} s "
+      "(0 when cached)")
 
 # %% [markdown]
 # ### P_SGD against P_B
@@ -185,33 +199,114 @@ stats_direct = fp.headline_statistics(main.counts, lp_direct, bs.y_test, min_cou
 pd.DataFrame({"P_B by EP": stats, "P_B by direct sampling": stats_direct}).round(4)
 
 # %% [markdown]
-# The top of the two distributions, function by function (the first is the target's own labelling of $E$ when it has
-# 0 errors):
+# The top of the distributions, function by function (the first is the target's own labelling of $E$ when it has
+# 0 errors). "Exact GP" is $P_B$ of the network's infinite-width limit, the NNGP, estimated by drawing the Gaussian
+# process itself and keeping the draws that fit $S$ (`sgdbayes.gp.sampling.sample_gp_rejection`): it is the
+# quantity EP approximates, with only a binomial error.
 
 # %%
-pd.DataFrame({"errors on E": main.counts.errors(bs.y_test)[:8],
-              "P_SGD": main.counts.probabilities()[:8],
-              "P_B (EP)": np.exp(lp_ep[:8]),
-              "P_B (direct)": np.exp(lp_direct[:8]),
-              "K_LZ": fp.lz_of_functions(bs, main.counts)[:8]},
-             index=pd.RangeIndex(1, min(8, main.counts.n_distinct) + 1, name="rank under P_SGD")).round(5)
+top = min(8, main.counts.n_distinct)
+lp_gp_main, sd_gp_main = gp_exact.log_pb(main.counts.bits(np.arange(top)))
+pd.DataFrame({"errors on E": main.counts.errors(bs.y_test)[:top],
+              "P_SGD": main.counts.probabilities()[:top],
+              "P_B (EP)": np.exp(lp_ep[:top]),
+              "P_B (exact GP)": np.exp(lp_gp_main),
+              "± (1 sd)": np.where(np.isfinite(lp_gp_main), np.exp(lp_gp_main) * np.nan_to_num(sd_gp_main), np.nan),
+              "P_B (networks, direct)": np.exp(lp_direct[:top]),
+              "K_LZ": fp.lz_of_functions(bs, main.counts)[:top]},
+             index=pd.RangeIndex(1, top + 1, name="rank under P_SGD")).round(5)
+
+# %% [markdown]
+# ### EP, the Gaussian process and the finite network
+#
+# EP's $P_B$ and the direct-sampling $P_B$ of the width-40 network differ by up to a factor of about two on the
+# most probable functions. Two things separate them: EP approximates the GP posterior, and a width-40 network is
+# not its infinite-width GP. Sampling the GP posterior exactly splits the two. The i.i.d. GP draws above give a few
+# hundred samples; elliptical slice sampling (Murray, Adams & MacKay 2010; `sgdbayes.gp.sampling`) of the same
+# posterior gives far more, with error bars from the spread between independent chains. Below: every function the
+# sampler puts at $P_B \geq 10^{-3}$, its $P_B$ from EP, from the i.i.d. GP draws and from the networks against the
+# sampled value.
+
+# %%
+t0 = time.time()
+ess_bool = fp.gp_posterior_marginals(*bool_xy, n_chains=bool_ess_chains, n_steps=bool_ess_steps, burn_in=200,
+                                     seed=seed, **bool_kernel)
+p_ess_all = ess_bool.counts.probabilities()
+sel_ess = np.flatnonzero(p_ess_all >= min(1e-3, p_ess_all.max()))[:60]
+ess_fn = ess_bool.counts.bits(sel_ess)
+p_ess, se_ess = ess_bool.pb(ess_fn)
+ep_ess_table = fp.ep_log_pb(*bool_xy, [ess_bool.counts.subset(sel_ess)], method="full", **bool_kernel)
+p_ep_ess = np.exp(ep_ess_table.lookup(ess_fn))
+lp_rej, sdl_rej = gp_exact.log_pb(ess_fn)
+lp_net, sdl_net = prior.log_pb(ess_fn)
+p_rej, p_net = np.exp(lp_rej), np.exp(lp_net)
+print(f"elliptical slice: {bool_ess_chains} chains × {bool_ess_steps} kept transitions, "
+      f"{ess_bool.shrinks_per_step:.1f} shrinks per transition, {time.time() - t0:.0f} s (0 when cached); "
+      f"{sel_ess.size} functions with P_B ≥ 1e-3")
+fig = fplots.figure_pb_methods(
+    p_ess, se_ess,
+    {"EP (full ratio)": (p_ep_ess, None),
+     "NNGP, i.i.d. draws": (p_rej, p_rej * np.nan_to_num(sdl_rej, posinf=0.0)),
+     f"width-{bool_hidden[0]} networks, direct": (p_net, p_net * np.nan_to_num(sdl_net, posinf=0.0))},
+    reference_label="P_B(f|S), NNGP (elliptical slice)",
+    title=f"Boolean |S| = {bs.n_train}: {sel_ess.size} functions")
+ratio_ep = np.log10(p_ep_ess / p_ess)
+seen = p_net > 0
+ratio_net = np.log10(p_net[seen] / p_ess[seen])
+print(f"log10(P_B^EP / P_B^GP): median {np.median(ratio_ep):+.2f}, range [{ratio_ep.min():+.2f}, "
+      f"{ratio_ep.max():+.2f}] over {ratio_ep.size} functions")
+if ratio_net.size:
+    print(f"log10(P_B^net / P_B^GP): median {np.median(ratio_net):+.2f} over the {ratio_net.size} of them the "
+          "networks drew at least once (biased up: a function is only shown when drawn)")
+top_gp = pd.DataFrame({
+    "P_B of the top function": [p_ess[0], p_rej[0], p_net[0], p_ep_ess[0]],
+    "± (1 sd)": [se_ess[0], p_rej[0] * np.nan_to_num(sdl_rej[0], posinf=0.0),
+                 p_net[0] * np.nan_to_num(sdl_net[0], posinf=0.0), np.nan]},
+    index=["NNGP, elliptical slice", "NNGP, i.i.d. draws", f"width-{bool_hidden[0]} networks, direct",
+           "EP (full ratio)"])
+top_gp.round(4)
+
+# %% [markdown]
+# Two separate effects, both visible. EP sits below the sampled GP value on every function, by a roughly constant
+# factor (the printed median and range of $\log_{10}$ ratios): the step likelihood is EP's hardest case, its Gaussian
+# sites on $S$ standing in for a sharply truncated posterior. The networks are drawn too rarely (a few hundred fit
+# $S$) to resolve anything but the top function, and there the width-40 networks put more mass on the target's own
+# labelling than their infinite-width GP does — a finite-width effect (for the points of low $P_B$ the networks'
+# values are biased upward, since a function only appears once it has been drawn). The factor between EP and
+# direct sampling on the top function is the product of the two; both are small next to the many orders of
+# magnitude the comparison with $P_{\mathrm{SGD}}$ spans.
 
 # %% [markdown]
 # ### Rank plots and error histograms
 #
 # Sorting each distribution by probability shows how concentrated it is; the error histograms compare the expected
-# generalisation under SGD with that under the Bayesian posterior. The direct-sampling histogram is over *all*
-# prior samples that fit $S$ (no restriction to SGD's functions); the EP one is $P_B$ restricted to, and
-# renormalised over, the functions SGD found.
+# generalisation under SGD with that under the Bayesian posterior. The sampled histograms of $P_B$ are over *all*
+# draws that fit $S$ (no restriction to SGD's functions).
 
 # %%
 fig = fplots.figure_ranks_errors(
-    {"P_SGD (SGD runs)": main.counts.probabilities(), "P_B (direct sampling)": prior.counts.probabilities(),
-     "P_B (EP, SGD's functions)": np.exp(lp_ep)},
+    {"P_SGD (SGD runs)": main.counts.probabilities(), "P_B (networks, direct)": prior.counts.probabilities(),
+     "P_B (exact GP, sampled)": gp_exact.counts.probabilities(), "P_B (EP, SGD's functions)": np.exp(lp_ep)},
     {"P_SGD": fp.error_distribution(main.counts, bs.y_test),
-     "P_B, direct sampling": fp.error_distribution(prior.counts, bs.y_test),
-     "P_B, EP on SGD's functions": fp.error_distribution(main.counts, bs.y_test, weights=np.exp(lp_ep))},
+     "P_B, networks (direct)": fp.error_distribution(prior.counts, bs.y_test),
+     "P_B, exact GP (sampled)": fp.error_distribution(gp_exact.counts, bs.y_test)},
     titles=(f"|S| = {bs.n_train}, {main.n_counted:,} runs", "errors on E (|E| = %d)" % bs.n_test))
+
+# %% [markdown]
+# The mean test error of a function drawn from $P_B$ needs no enumeration of functions: it is the average over the
+# test points of the posterior probability of the wrong label, $\frac{1}{|E|}\sum_j P_B(f_j \neq y_j \mid S)$,
+# and EP gives each of those marginals directly (its Gaussian on $E$, pushed through the sign). The posterior's
+# majority labelling (each point's more probable label) is the Bayes classifier, not a sample:
+
+# %%
+bool_errors = {
+    "P_SGD (SGD runs)": main.counts.mean_error(bs.y_test),
+    "P_B, networks (direct sampling)": prior.counts.mean_error(bs.y_test),
+    "P_B, exact GP (sampled)": gp_exact.counts.mean_error(bs.y_test),
+    "P_B, EP marginals": ep_marg_bool.expected_error(bs.y_test),
+    "posterior majority labelling (EP)": ep_marg_bool.majority_error(bs.y_test),
+}
+pd.DataFrame({"mean test error": bool_errors}).round(4)
 
 # %% [markdown]
 # ### P_B and complexity
@@ -238,11 +333,17 @@ record("bool_n_distinct", stats["n_distinct"], paper=paper_bool["n_distinct"],
 record("bool_top1_mass", stats["top1"], paper=paper_bool["top1"], description="Boolean: P_SGD of the top function")
 record("bool_top10_mass", stats["top10"], paper=paper_bool["top10"], description="Boolean: P_SGD mass of the top 10")
 record("bool_mean_error_sgd", stats["mean_error_sgd"], description="Boolean: mean test error under P_SGD")
-record("bool_mean_error_pb_direct", float((fp.error_distribution(prior.counts, bs.y_test) *
-                                           np.arange(bs.n_test + 1)).sum() / bs.n_test),
-       description="Boolean: mean test error under P_B (direct sampling, all prior samples fitting S)")
-record("bool_mean_error_pb_ep", stats["mean_error_pb"],
-       description="Boolean: mean test error under P_B (EP), restricted to SGD's functions")
+record("bool_mean_error_pb_direct", bool_errors["P_B, networks (direct sampling)"],
+       description="Boolean: mean test error under P_B (direct sampling, all prior networks fitting S)")
+record("bool_mean_error_pb_gp", bool_errors["P_B, exact GP (sampled)"],
+       description="Boolean: mean test error under P_B of the NNGP (all GP draws fitting S)")
+record("bool_mean_error_pb_ep", bool_errors["P_B, EP marginals"],
+       description="Boolean: mean test error under P_B (EP posterior marginals, all functions)")
+record("bool_median_log10_ep_over_gp", float(np.median(ratio_ep)),
+       description="Boolean: median log10(P_B by EP / P_B of the NNGP by elliptical slice sampling) over functions "
+                   "with P_B ≥ 1e-3 (EP's own error)")
+record("bool_pb_top_gp", float(gp_exact.counts.top_k_mass(1)),
+       description="Boolean: P_B of the most probable function of the NNGP (exact, sampled)")
 record("bool_pb_top_direct", float(prior.counts.top_k_mass(1)), paper=0.14,
        description="Boolean: P_B of the most probable function by direct sampling")
 record("bool_networks_not_fitted", main.n_not_fitted + main.n_diverged + main.n_lost_fit, paper=None,
@@ -278,17 +379,74 @@ fig = fplots.figure_scatter_panels([("MNIST", mnist.counts, lp_mnist, "P_B(f|S),
                              n_test=ms.n_test, width=4.6)
 
 # %%
-fig = fig = fplots.figure_ranks_errors(
+fig = fplots.figure_ranks_errors(
     {"P_SGD": mnist.counts.probabilities(), "P_B (EP, SGD's functions)": np.exp(lp_mnist)},
-    {"P_SGD": fp.error_distribution(mnist.counts, ms.y_test),
-     "P_B, EP on SGD's functions": fp.error_distribution(mnist.counts, ms.y_test, weights=np.exp(lp_mnist))},
+    {"P_SGD": fp.error_distribution(mnist.counts, ms.y_test)},
     titles=(f"MNIST |S| = {ms.n_train}, {mnist.n_counted:,} runs", f"errors on E (|E| = {ms.n_test})"))
 
 # %% [markdown]
 # At this scale ($|S| = 500$ rather than $10^4$, hidden widths 40 rather than 784) the networks generalise worse
-# than in the paper and both distributions spread over far more functions; a few hundred runs resolve
-# $P_{\mathrm{SGD}}$ only down to one over the number of runs, so the scatter shows only its head. The error
-# histograms compare the two distributions as a whole.
+# than in the paper and spread over far more functions; the runs resolve $P_{\mathrm{SGD}}$ only down to one over
+# the number of runs, so the scatter shows only its head — and there the two disagree by orders of magnitude:
+# EP gives SGD's favourite functions a posterior probability far below their frequency among the runs.
+#
+# ### Is that EP's fault? The posterior, test point by test point
+#
+# A labelling of 100 points has a tiny probability when many of its points are uncertain, so the question is how
+# uncertain each test point is under each distribution. For a single point $j$, $P_B(f_j = 1 \mid S)$ is a
+# marginal of the posterior. We get it two ways: from EP, and from the exact GP posterior under the 0–1
+# likelihood sampled by elliptical slice sampling (Murray, Adams & MacKay 2010; `sgdbayes.gp.sampling`), many
+# chains started from EP's Gaussian, with error bars from the spread between chains. Direct rejection sampling is
+# hopeless here: $P(S)$ of 500 labels is astronomically small.
+
+# %%
+t0 = time.time()
+mnist_kernel = dict(depth=len(mnist_hidden), sigma_w=mnist_sigma_w, sigma_b=mnist_sigma_b)
+ep_marg_m = fp.ep_marginals(ms.x_train, ms.y_train, ms.x_test, **mnist_kernel)
+ess_m = fp.gp_posterior_marginals(ms.x_train, ms.y_train, ms.x_test, n_chains=mnist_ess_chains,
+                                  n_steps=mnist_ess_steps, burn_in=mnist_ess_burn_in, seed=seed, **mnist_kernel)
+ess_err, ess_err_se = ess_m.expected_error(ms.y_test)
+print(f"elliptical slice sampling: {mnist_ess_chains} chains × {mnist_ess_steps} kept transitions "
+      f"(after {mnist_ess_burn_in}), {ess_m.shrinks_per_step:.1f} bracket shrinks per transition, "
+      f"{time.time() - t0:.0f} s (0 when cached)")
+print(f"EP marginals vs sampled: max |difference| {np.abs(ep_marg_m.marginals - ess_m.marginals).max():.3f}, "
+      f"mean {np.abs(ep_marg_m.marginals - ess_m.marginals).mean():.3f} "
+      f"(sampling standard error {ess_m.marginal_se.mean():.3f} on average)")
+
+# %%
+fig = fplots.figure_marginals([
+    (f"Boolean, |S| = {bs.n_train}", main.counts.marginals(), ep_marg_bool.marginals, None, bs.y_test,
+     "P_B(f_j = 1 | S), EP"),
+    (f"MNIST, |S| = {ms.n_train}", mnist.counts.marginals(), ess_m.marginals, 2 * ess_m.marginal_se, ms.y_test,
+     "P_B(f_j = 1 | S), sampled GP"),
+])
+
+# %%
+def marginal_entropy(q):
+    q = np.clip(q, 1e-12, 1 - 1e-12)
+    return float(-(q * np.log(q) + (1 - q) * np.log1p(-q)).sum())
+
+
+mnist_errors = {
+    "P_SGD (SGD runs)": (mnist.counts.mean_error(ms.y_test), marginal_entropy(mnist.counts.marginals())),
+    "P_B, EP marginals": (ep_marg_m.expected_error(ms.y_test), marginal_entropy(ep_marg_m.marginals)),
+    "P_B, exact GP (elliptical slice)": (ess_err, marginal_entropy(ess_m.marginals)),
+    "posterior majority labelling (EP)": (ep_marg_m.majority_error(ms.y_test), 0.0),
+}
+pd.DataFrame(mnist_errors, index=["mean test error", "Σ_j entropy of f_j (nats)"]).T.round(4)
+
+# %% [markdown]
+# The sampler confirms EP: the exact GP posterior is as uncertain on $E$ as EP says (EP's marginals sit within the
+# sampler's error bars, and both give the same expected error). So the gap in the scatter plot is not EP's doing.
+# At this scale the Bayesian posterior of the NNGP under the 0–1 likelihood leaves many test digits genuinely
+# uncertain, and a function drawn from it errs on $E$ about twice as often as a trained network, while the trained
+# networks almost always agree on each digit: they behave like the posterior's *majority* labelling (whose error
+# matches theirs), not like samples from the posterior. The summed per-point entropies say the same — a few nats
+# for $P_{\mathrm{SGD}}$, tens of nats for $P_B$ — so $P_B$ spreads its mass over vastly more labellings, and each of
+# SGD's favourite functions gets a tiny $P_B$. On the Boolean system (left panel) the two sets of marginals agree
+# far better, which is why the Boolean scatter hugs the diagonal. We therefore do **not** reproduce the paper's
+# MNIST agreement at this reduced scale ($|S| = 500$, width 40); whether it appears at $|S| = 10^4$ with width-784
+# networks, as the paper reports, is what the `paper` profile runs.
 
 # %%
 pd.DataFrame({"MNIST": stats_m}).round(4)
@@ -305,8 +463,12 @@ record("mnist_top1_mass", stats_m["top1"], paper=0.696, description="MNIST: P_SG
 record("mnist_top10_mass", stats_m["top10"], paper=0.984, description="MNIST: P_SGD mass of the top 10")
 record("mnist_mean_error_sgd", stats_m["mean_error_sgd"], paper=0.022,
        description="MNIST: mean test error under P_SGD (paper: ≈2.2% at |S|=10^4)")
-record("mnist_mean_error_pb_ep", stats_m["mean_error_pb"],
-       description="MNIST: mean test error under P_B (EP), restricted to SGD's functions")
+record("mnist_mean_error_pb_ep", mnist_errors["P_B, EP marginals"][0],
+       description="MNIST: mean test error under P_B (EP posterior marginals, all functions)")
+record("mnist_mean_error_pb_ess", ess_err,
+       description=f"MNIST: mean test error under the exact GP posterior (elliptical slice sampling; ± {ess_err_se:.3f})")
+record("mnist_majority_error_pb", mnist_errors["posterior majority labelling (EP)"][0],
+       description="MNIST: test error of the posterior-majority labelling (EP)")
 record("mnist_networks_not_fitted", mnist.n_not_fitted + mnist.n_diverged + mnist.n_lost_fit,
        description="MNIST: networks never fitted, diverged or lost the fit (not counted)")
 

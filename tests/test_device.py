@@ -54,3 +54,21 @@ def test_spawn_seeds_independent_and_prefix_stable():
     assert spawn_seeds(0, 10) == seeds[:10]  # shard k's seed does not depend on how many shards there are
     assert spawn_seeds(1, 10) != seeds[:10]
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_torch_threads_sets_and_restores():
+    import torch
+
+    from sgdbayes.device import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be"):
+        with torch_threads(0):
+            pass

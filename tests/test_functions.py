@@ -51,6 +51,12 @@ def test_counts_match_counter(bits):
         expect = [sum(a != b for a, b in zip(s, "".join("1" if t else "0" for t in truth))) for s, _ in mc]
         assert fc.errors(truth).tolist() == expect
         assert fc.errors(np.where(truth, 1, -1)).tolist() == expect  # ±1 labels accepted
+        # subset keeps the chosen rows with their counts
+        sub = fc.subset(np.arange(0, fc.n_distinct, 2))
+        assert sub.to_dict() == dict(mc[::2])
+        # marginals and mean error: plain averages over the raw rows
+        np.testing.assert_allclose(fc.marginals(), bits.mean(0), atol=1e-12)
+        assert fc.mean_error(truth) == pytest.approx(float((bits != truth).mean()), abs=1e-12)
     # bits() round-trips the strings; lookup gives counts, 0 for unseen
     assert ["".join("1" if b else "0" for b in row) for row in fc.bits()] == [s for s, _ in mc]
     query = np.concatenate([bits[:3], ~bits[:3]]) if len(bits) else np.zeros((1, bits.shape[1]), bool)

@@ -6,6 +6,7 @@ nothing take ``device="auto"`` and resolve it here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -64,3 +65,24 @@ def get_device(device: str | torch.device | None = "auto") -> torch.device:
     if not isinstance(device, str):
         raise TypeError(f"device must be a str, torch.device or None, got {type(device).__name__}")
     return _parse(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int, device: str | torch.device = "cpu"):
+    """Run a block with ``n`` torch intra-op threads on CPU (restored after; a no-op for other devices).
+
+    For loops of many small tensor ops: there, thread start-up and spinning cost more than the work, and on a busy
+    machine two spinning threads can make a loop 20× slower than one. Process-wide: not for use while other Python
+    threads run torch concurrently.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

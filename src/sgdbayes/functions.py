@@ -270,6 +270,24 @@ class FunctionCounts:
         truth = np.packbits(as_bits(true_labels, self.n_bits, name="true_labels"), axis=1)
         return _POPCOUNT[np.bitwise_xor(self.keys, truth)].sum(axis=1)
 
+    def subset(self, idx: Any) -> FunctionCounts:
+        """The functions at rows ``idx`` (indices or a boolean mask over the canonical order) with their counts."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool and idx.shape != (self.n_distinct,):
+            raise ValueError(f"a boolean mask must have shape ({self.n_distinct},), got {idx.shape}")
+        return FunctionCounts(self.n_bits, self.keys[idx], self.counts[idx])
+
+    def marginals(self) -> np.ndarray:
+        """``P(f_j = 1)`` for each bit j under the empirical distribution, ``float64 [n_bits]``."""
+        self._require_nonempty("marginals")
+        return (self.probabilities() @ self.bits().astype(np.float64)).astype(np.float64)
+
+    def mean_error(self, true_labels: Any) -> float:
+        """Expected fraction of bits that differ from ``true_labels`` (the mean test error) under the empirical
+        distribution."""
+        self._require_nonempty("mean_error")
+        return float(self.probabilities() @ self.errors(true_labels) / self.n_bits)
+
     def entropy(self) -> float:
         """Plug-in (maximum-likelihood) entropy −Σ p log p of the empirical distribution, in **nats**."""
         self._require_nonempty("entropy")

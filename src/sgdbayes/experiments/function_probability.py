@@ -12,6 +12,12 @@ The steps the chapter calls, each a thin, tested composition of the library:
   (:func:`sgdbayes.prior_sampling.sample_prior_shard`) → a :class:`PriorRun` whose counts estimate P_B(f|S).
 - :func:`ep_log_pb`: log P_B(f|S) by EP on the NNGP kernel (:func:`sgdbayes.gp.log_pb`) for every function in one or
   more FunctionCounts → a :class:`PBTable` (looked up by labelling).
+- :func:`ep_marginals`: EP's posterior marginals P_B(f_j = 1 | S) on each test input, hence the expected test error
+  of a posterior sample over *all* functions (not only those SGD found) and the error of the posterior-majority
+  labelling.
+- :func:`gp_exact_functions` / :func:`gp_posterior_marginals`: the GP posterior that EP approximates, sampled exactly
+  (rejection, while P(S) is not tiny) or by elliptical slice sampling (any |S|) — to tell EP's error apart from the
+  finite width of the network.
 - :func:`headline_statistics`, :func:`settings_table`, :func:`error_distribution`, :func:`lz_of_functions`.
 
 Probabilities: P_SGD(f|S) = count(f)/(networks counted); logs are natural unless a name says ``log10``.
@@ -33,7 +39,8 @@ from sgdbayes.distributed import ENV_SCHEDULER, run_sharded
 from sgdbayes.functions import FunctionCounts, as_bits
 
 __all__ = [
-    "PBTable", "PriorRun", "TrainingRun", "ep_log_pb", "error_distribution", "headline_statistics",
+    "EPMarginals", "PBTable", "PriorRun", "TrainingRun", "ep_log_pb", "ep_marginals", "error_distribution",
+    "gp_exact_functions", "gp_posterior_marginals", "headline_statistics", "nngp_matrix",
     "lz_of_functions", "merge_training_runs", "prior_functions", "resolve_scheduler", "settings_table",
     "train_functions", "train_shard",
 ]
@@ -384,6 +391,99 @@ def ep_log_pb(x_train, y_train, x_test, functions: FunctionCounts | Iterable[Fun
     return cached("function_probability.ep_log_pb", params, compute)
 
 
+def nngp_matrix(x_train, x_test, *, depth: int, sigma_w: float, sigma_b: float) -> torch.Tensor:
+    """NNGP kernel (ReLU FCN with ``depth`` hidden layers) over ``[x_train; x_test]``, float64 ``[n_S + n_E]²``."""
+    from sgdbayes.kernels import nngp_fcn
+
+    x = torch.from_numpy(np.concatenate([_np32(x_train, "x_train"), _np32(x_test, "x_test")])).double()
+    return nngp_fcn(x, depth=int(depth), sigma_w=float(sigma_w), sigma_b=float(sigma_b))
+
+
+@dataclass
+class EPMarginals:
+    """EP's posterior on E under the 0–1 likelihood: ``q(f_E | S) = N(mu, cov)`` and ``marginals[j]`` =
+    P_B(f_j = 1 | S) = Φ(μ_j/σ_j) (the step likelihood of a point is the indicator of its sign)."""
+
+    mu: np.ndarray
+    var: np.ndarray
+    marginals: np.ndarray
+
+    def expected_error(self, y_test) -> float:
+        """Mean fraction of E misclassified by a function drawn from P_B: (1/|E|) Σ_j P_B(f_j ≠ y_j | S), an
+        expectation over *all* functions (exact for the EP posterior; no enumeration)."""
+        yt = _labels01(y_test, self.marginals.size).astype(bool)
+        return float(np.where(yt, 1 - self.marginals, self.marginals).mean())
+
+    def majority_error(self, y_test) -> float:
+        """Test error of the labelling that takes each point's more probable label (the posterior-mean classifier)."""
+        yt = _labels01(y_test, self.marginals.size).astype(bool)
+        return float(np.mean((self.marginals > 0.5) != yt))
+
+
+def ep_marginals(x_train, y_train, x_test, *, depth: int = 2, sigma_w: float = 1.0, sigma_b: float = 1.0
+                 ) -> EPMarginals:
+    """EP (step likelihood) on S, then the predictive ``N(μ_E, Σ_E)`` (GPML eqs. 3.60–3.61) and its marginals."""
+    from scipy.special import ndtr
+
+    from sgdbayes.gp import ep
+    from sgdbayes.gp.log_pb import predictive
+
+    K = nngp_matrix(x_train, x_test, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b)
+    n_s = _np32(x_train, "x_train").shape[0]
+    y = torch.from_numpy(2.0 * _labels01(y_train, n_s) - 1.0)
+    r = ep(K[:n_s, :n_s], y, likelihood="step")
+    mu, cov = predictive(K[:n_s, :n_s], K[:n_s, n_s:], K[n_s:, n_s:], r.tau, r.nu)
+    mu, var = mu.numpy(), cov.diagonal().numpy()
+    return EPMarginals(mu=mu, var=var, marginals=ndtr(mu / np.sqrt(var)))
+
+
+def gp_exact_functions(x_train, y_train, x_test, *, n_samples: int, depth: int = 2, sigma_w: float = 1.0,
+                       sigma_b: float = 1.0, seed: int = 0, cache: bool = True):
+    """P_B(f|S) of the NNGP itself (no EP, no finite width) by i.i.d. rejection sampling of the GP
+    (:func:`sgdbayes.gp.sampling.sample_gp_rejection`); cached. Usable while P(S)·n_samples is not tiny."""
+    from sgdbayes.cache import cached
+    from sgdbayes.gp.sampling import sample_gp_rejection
+
+    x_train, x_test = _np32(x_train, "x_train"), _np32(x_test, "x_test")
+    y = _labels01(y_train, x_train.shape[0])
+    _check_positive("n_samples", n_samples)
+
+    def compute():
+        K = nngp_matrix(x_train, x_test, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b)
+        return sample_gp_rejection(K, torch.from_numpy(2.0 * y - 1.0), n_samples=int(n_samples), seed=int(seed))
+
+    if not cache:
+        return compute()
+    params = {"x_train": x_train, "y_train": y, "x_test": x_test, "n_samples": int(n_samples), "depth": int(depth),
+              "sigma_w": float(sigma_w), "sigma_b": float(sigma_b), "seed": int(seed)}
+    return cached("function_probability.gp_rejection", params, compute)
+
+
+def gp_posterior_marginals(x_train, y_train, x_test, *, depth: int = 2, sigma_w: float = 1.0, sigma_b: float = 1.0,
+                           n_chains: int = 128, n_steps: int = 500, burn_in: int = 200, seed: int = 0,
+                           cache: bool = True):
+    """The NNGP posterior under the 0–1 likelihood by elliptical slice sampling
+    (:func:`sgdbayes.gp.sampling.elliptical_slice`, EP-initialised chains) → an ``ESSResult`` (marginals on E with
+    between-chain standard errors, counts of the sampled labellings); cached."""
+    from sgdbayes.cache import cached
+    from sgdbayes.gp.sampling import elliptical_slice
+
+    x_train, x_test = _np32(x_train, "x_train"), _np32(x_test, "x_test")
+    y = _labels01(y_train, x_train.shape[0])
+
+    def compute():
+        K = nngp_matrix(x_train, x_test, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b)
+        return elliptical_slice(K, torch.from_numpy(2.0 * y - 1.0), n_chains=n_chains, n_steps=n_steps,
+                                burn_in=burn_in, seed=int(seed))
+
+    if not cache:
+        return compute()
+    params = {"x_train": x_train, "y_train": y, "x_test": x_test, "depth": int(depth), "sigma_w": float(sigma_w),
+              "sigma_b": float(sigma_b), "n_chains": int(n_chains), "n_steps": int(n_steps), "burn_in": int(burn_in),
+              "seed": int(seed)}
+    return cached("function_probability.gp_ess", params, compute)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # statistics
 # --------------------------------------------------------------------------------------------------------------------
@@ -415,7 +515,8 @@ def headline_statistics(functions: FunctionCounts, log_pb: np.ndarray, true_labe
     k most frequent functions); over the functions seen ≥ ``min_count`` times with finite log P_B
     (``n_compared``): ``corr_log`` (Pearson correlation of log P_SGD with log P_B), ``frac_within_decade``
     (|log₁₀ P_SGD − log₁₀ P_B| ≤ 1); ``mean_error_sgd`` (expected fraction of test errors under P_SGD) and
-    ``mean_error_pb`` (under P_B restricted to, and renormalised over, the functions with finite log P_B), with
+    ``mean_error_pb_restricted`` (under P_B restricted to, and renormalised over, the functions with finite log P_B —
+    biased toward those functions; the expected error under all of P_B is :meth:`EPMarginals.expected_error`), with
     ``pb_mass`` = Σ P_B over those functions (how much of P_B that restriction covers).
     """
     log_pb = np.asarray(log_pb, dtype=np.float64)
@@ -439,7 +540,7 @@ def headline_statistics(functions: FunctionCounts, log_pb: np.ndarray, true_labe
         **{f"top{k}": functions.top_k_mass(k) for k in (1, 10, 100, 1000)},
         "n_compared": n_cmp, "corr_log": corr, "frac_within_decade": within,
         "mean_error_sgd": float((p * err).sum()),
-        "mean_error_pb": float((pb * err[fin]).sum() / mass) if mass > 0 else math.nan,
+        "mean_error_pb_restricted": float((pb * err[fin]).sum() / mass) if mass > 0 else math.nan,
         "pb_mass": mass,
     }
 

@@ -153,3 +153,55 @@ def figure_lz(lz, log_pb, p_sgd=None, *, title: str = ""):
     fig, axes = new_figure(1, 1, width=5.5, height=3.8)
     lz_ax(axes[0][0], lz, log_pb, p_sgd, title=title)
     return fig
+
+
+def marginals_ax(ax, p_sgd: np.ndarray, p_b: np.ndarray, true_labels, *, p_b_err: np.ndarray | None = None,
+                 title: str = "", pb_label: str = "P_B(f_j = 1 | S)"):
+    """Per test point j: P_SGD(f_j = 1) (y) against the posterior marginal P_B(f_j = 1 | S) (x), with optional
+    horizontal error bars; colour = the true label. Points near the corners are labelled almost always the same
+    way; a distribution of functions that is more concentrated than another pushes its marginals to the corners."""
+    p_sgd, p_b = np.asarray(p_sgd, float), np.asarray(p_b, float)
+    t = np.asarray(true_labels).astype(bool)
+    for lab, colour, name in ((False, PALETTE[0], "true label 0"), (True, PALETTE[1], "true label 1")):
+        sel = t == lab
+        xerr = None if p_b_err is None else np.asarray(p_b_err, float)[sel]
+        ax.errorbar(p_b[sel], p_sgd[sel], xerr=xerr, fmt="o", ms=3.5, color=colour, alpha=0.8, elinewidth=0.8,
+                    label=name)
+    ax.plot([0, 1], [0, 1], "k-", lw=1)
+    ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), xlabel=f"{pb_label} (probability)",
+           ylabel="P_SGD(f_j = 1) (fraction of runs)", title=title)
+    ax.set_aspect("equal", adjustable="box")
+    ax.legend(loc="upper left", fontsize="x-small")
+
+
+def figure_marginals(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None, object, str]],
+                     *, width: float = 4.0):
+    """One :func:`marginals_ax` per panel ``(title, p_sgd, p_b, p_b_err, true_labels, pb_label)``."""
+    fig, axes = new_figure(len(panels), 1, width=width, height=width)
+    for ax, (title, ps, pb, err, labels, label) in zip(np.atleast_1d(axes).flat, panels):
+        marginals_ax(ax, ps, pb, labels, p_b_err=err, title=title, pb_label=label)
+    return fig
+
+
+def figure_pb_methods(reference: np.ndarray, reference_sd: np.ndarray, others: Mapping[str, tuple[np.ndarray,
+                      np.ndarray | None]], *, reference_label: str = "P_B(f|S), exact GP (sampled)", title: str = ""):
+    """Estimates of P_B(f|S) for the same functions against a reference (log-log): ``others`` maps a label to
+    ``(P_B, sd or None)`` aligned with ``reference``; error bars are ±1 sd; y = x and a 2× band are drawn."""
+    fig, axes = new_figure(1, 1, width=4.6, height=4.6)
+    ax = np.atleast_1d(axes).flat[0]
+    ref = np.asarray(reference, float)
+    lo = ref[ref > 0].min() / 3 if (ref > 0).any() else 1e-4
+    for k, (label, (vals, sd)) in enumerate(others.items()):
+        v = np.asarray(vals, float)
+        ax.errorbar(ref, v, xerr=reference_sd, yerr=sd, fmt="os^"[k % 3], ms=4, color=PALETTE[k], alpha=0.8,
+                    elinewidth=0.7, label=label)
+        if (v > 0).any():
+            lo = min(lo, v[v > 0].min() / 3)
+    grid = np.array([lo, 1.0])
+    ax.plot(grid, grid, "k-", lw=1, label="y = x")
+    ax.fill_between(grid, grid / 2, grid * 2, color="0.5", alpha=0.12, lw=0, label="within 2×")
+    ax.set(xscale="log", yscale="log", xlim=(lo, 1.0), ylim=(lo, 1.0), xlabel=f"{reference_label} (probability)",
+           ylabel="other estimate of P_B(f|S) (probability)", title=title)
+    ax.set_aspect("equal", adjustable="box")
+    ax.legend(loc="lower right", fontsize="x-small")
+    return fig
