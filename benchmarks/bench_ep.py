@@ -15,6 +15,7 @@ Rows per n:
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -81,6 +82,9 @@ def run(ctx) -> list[dict]:
     except ImportError:
         have_gpy = False
     rows: list[dict] = []
+    if hasattr(os, "getloadavg"):   # the machine is often shared: the ratios are side by side, the seconds are not
+        rows.append({"quantity": "load average (1 min) at the start", "value": os.getloadavg()[0], "unit": "",
+                     "target": None, "ok": None})
     kernel_name = None
     for n in sizes:
         x = torch.tensor(X[perm[:n]] / 255.0, dtype=torch.float64, device=dev)

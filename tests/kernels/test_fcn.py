@@ -264,3 +264,57 @@ def test_module_nngp_matches_fcn_kernel():
     k = nngp_fcn(x, depth=1, sigma_w=sw, sigma_b=sb)
     z = (mc.mean - k) / mc.stderr
     assert z.abs().max() < 4.5, f"max |z| = {z.abs().max():.2f}"
+
+
+# ------------------------------------------------------------------------------------------- tiling geometry
+@pytest.mark.parametrize("n,tile", [(1, 256), (100, 256), (1000, 256), (1000, 512), (777, 100), (53, 3), (300, 33)])
+def test_symmetric_tiles_cover_the_triangle_once_with_little_waste(n, tile):
+    from sgdbayes.kernels.fcn import _tiles
+
+    tiles = _tiles(n, n, tile, True)
+    owner = torch.zeros(n, n, dtype=torch.int64)     # how many off-diagonal tiles write each (i, j), mirrors included
+    computed = 0
+    for i0, i1, j0, j1 in tiles:
+        assert 0 <= i0 < i1 <= n and 0 <= j0 < j1 <= n and i1 - i0 <= tile and j1 - j0 <= tile
+        computed += (i1 - i0) * (j1 - j0)
+        if i0 == j0:
+            assert i1 == j1                          # diagonal tiles are square
+            owner[i0:i1, i0:i1] += 1
+        else:
+            assert i1 <= j0                          # off-diagonal tiles lie strictly above the diagonal
+            owner[i0:i1, j0:j1] += 1
+            owner[j0:j1, i0:i1] += 1
+    assert torch.equal(owner, torch.ones(n, n, dtype=torch.int64))
+    sizes = [(i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles]
+    assert sizes == sorted(sizes, reverse=True)      # largest first, for the dynamic queue
+    assert computed <= n * (n + 1) // 2 + n * max(tile // 4, 32) // 2 + n
+
+
+def test_default_tiles_match_naive_kernel_exactly_symmetric():
+    """n = 700 with the default tile (256): diagonal tiles are split (down to 64), several workers; against the
+    plain full-matrix recursion in the same atan2 form."""
+    x = torch.rand(700, 30, generator=torch.Generator().manual_seed(12), dtype=F64)
+    x[5] = x[600]                                    # a duplicate across tiles
+    sw, sb = 1.3, 0.2
+    k = nngp_fcn(x, depth=2, sigma_w=sw, sigma_b=sb, workers=2)
+    assert torch.equal(k, k.T)
+    ref = sb**2 + sw**2 * (x @ x.T) / x.shape[1]
+    diag = torch.diagonal(ref).clone()
+    for _ in range(2):
+        s = torch.sqrt(torch.clamp(diag[:, None] * diag[None, :] - ref**2, min=0.0))
+        ref = sb**2 + sw**2 / (2 * math.pi) * (s + (math.pi - torch.atan2(s, ref)) * ref)
+        diag = sb**2 + sw**2 * diag / 2
+    torch.testing.assert_close(k, ref, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(nngp_fcn(x, depth=2, sigma_w=sw, sigma_b=sb, workers=1), k, rtol=1e-14, atol=0)
+
+
+def test_finite_check_survives_an_overflowing_sum():
+    """The NaN/inf screen is one sum; finite inputs whose sum overflows must not be reported as NaN/inf, and an
+    inf − inf pair (sum NaN) must be."""
+    big = torch.full((2, 3), 1e308, dtype=F64)
+    with pytest.raises(FloatingPointError, match="float64-safe range"):   # finite, but the variances overflow
+        nngp_fcn(big, depth=1, sigma_w=1.0, sigma_b=0.1)
+    x = torch.zeros(3, 2, dtype=F64)
+    x[1, 0], x[2, 1] = float("inf"), -float("inf")
+    with pytest.raises(ValueError, match=r"x1 contains NaN or inf \(first at index \[1, 0\]: inf\)"):
+        nngp_fcn(x, depth=1, sigma_w=1.0, sigma_b=0.1)

@@ -15,8 +15,17 @@ likelihood as an offset, so EP runs on a zero-mean prior). With cavities ``τ₋
 Two schedules: ``"parallel"`` updates every site from the cavities of one posterior, then refactorises (one batched
 Cholesky + one triangular solve per sweep, GEMM-class work); ``"sequential"`` is GPML Alg. 3.5 (rank-one updates of Σ
 site by site, refactorised after each sweep). Both can be damped: a new site is ``ω·proposal + (1 − ω)·old`` in
-natural parameters. EP stops when ``|Δ log Z_EP| ≤ tol`` and ``max_i |Δτ̃_i|, |Δν̃_i| ≤ site_tol·(1 + |·|)`` between
-two consecutive sweeps.
+natural parameters. EP stops when ``|Δ log Z_EP| ≤ tol`` between two consecutive sweeps and the sites have settled:
+``max_i |Δτ̃_i|, |Δν̃_i| ≤ site_tol·(1 + |·|)``, where Δ is, for the parallel schedule, the fixed-point residual at the
+returned sites (the undamped update proposed from their posterior, i.e. what one more sweep would change), and for
+the sequential schedule the change over the last sweep. The residual test sees a converged state one
+factorisation earlier than a test on the last step taken would (which needs the posterior after that step), and it
+checks the returned sites themselves.
+
+Cost of a parallel sweep (n × n, one labelling): the Cholesky of B (n³/3 flops) and the triangular solve
+``V = L⁻¹ S̃^½K`` (n³); only the diagonal of Σ is formed (column norms of V, no ``VᵀV``), and μ comes from two
+matrix-vector products. The right-hand side ``S̃^½K`` is built as the transpose of ``K S̃^½`` so that LAPACK gets it
+in its column-major layout without an [n, n] copy. With ``jitter="auto"`` one more Cholesky (of K) checks definiteness.
 
 ``y`` may hold ``m`` labellings of the same inputs (``[m, n]``): they share ``K`` and run as one batch (batched
 Cholesky ``[m, n, n]``, chunked to a memory budget); a labelling that has converged leaves the batch.
@@ -85,23 +94,42 @@ def _as_float64(x, name: str, device=None) -> torch.Tensor:
     return x
 
 
+def _square_blocks(n: int, T: int = 256):
+    """Pairs of block slices ``(I, J)`` with I ≤ J covering the upper triangle of an [n, n] matrix."""
+    return [(slice(i0, i0 + T), slice(j0, j0 + T)) for i0 in range(0, n, T) for j0 in range(i0, n, T)]
+
+
 def check_kernel(K, name: str = "K") -> torch.Tensor:
-    """``K`` as a symmetric float64 ``[n, n]`` tensor with finite entries and a positive diagonal; else ValueError."""
+    """``K`` as a symmetric float64 ``[n, n]`` tensor with finite entries and a positive diagonal; else ValueError.
+
+    An exactly symmetric ``K`` is returned as it is (no copy); one asymmetric within the tolerance is replaced by
+    ``(K + Kᵀ)/2``. Transposed reads go block by block (256 × 256): a full-matrix ``K − Kᵀ`` pass strides through
+    memory and took ~1.2 s at n = 5000, the blocked one ~0.1 s.
+    """
     K = _as_float64(K, name)
     if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
         raise ValueError(f"{name} must be a square [n, n] matrix with n >= 1, got shape {tuple(K.shape)}")
-    if not bool(torch.isfinite(K).all()):
+    lo, hi = (float(v) for v in torch.aminmax(K))   # one pass, no temporary; NaN/inf show up in lo or hi
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = (~torch.isfinite(K)).nonzero()[0].tolist()
         raise ValueError(f"{name} has non-finite entries (NaN or inf), first at index {bad}")
-    scale = float(K.abs().max())
-    asym = float((K - K.T).abs().max())
+    scale = max(-lo, hi)
+    blocks = _square_blocks(K.shape[0])
+    asym = float(torch.stack([(K[I, J] - K[J, I].T).abs_().amax() for I, J in blocks]).max())
     if asym > 1e-8 * max(scale, 1e-300):
         raise ValueError(f"{name} must be symmetric; max |K - K^T| = {asym:.3g} (max |K| = {scale:.3g})")
     diag = torch.diagonal(K)
     if bool((diag <= 0).any()):
         i = int((diag <= 0).nonzero()[0])
         raise ValueError(f"{name} must have a positive diagonal (prior variances); {name}[{i},{i}] = {float(diag[i]):.3g}")
-    return 0.5 * (K + K.T)
+    if asym == 0.0:
+        return K
+    out = torch.empty_like(K)
+    for I, J in blocks:
+        blk = 0.5 * (K[I, J] + K[J, I].T)
+        out[I, J] = blk
+        out[J, I] = blk.T
+    return out
 
 
 def check_labels(y, n: int, device, name: str = "y") -> torch.Tensor:
@@ -132,12 +160,17 @@ def regularise_kernel(K: torch.Tensor, jitter: str | float | None = "auto", max_
     if jitter is None or (not isinstance(jitter, str) and float(jitter) == 0.0):
         return K, 0.0
     n = K.shape[0]
-    eye = torch.eye(n, dtype=K.dtype, device=K.device)
+
+    def plus_jitter(j: float) -> torch.Tensor:   # K + j·I without an [n, n] identity
+        out = K.clone()
+        out.diagonal().add_(j)
+        return out
+
     if not isinstance(jitter, str):
         j = float(jitter)
         if not math.isfinite(j) or j < 0:
             raise ValueError(f"jitter must be 'auto', None or a finite number >= 0, got {jitter!r}")
-        return K + j * eye, j
+        return plus_jitter(j), j
     if jitter != "auto":
         raise ValueError(f"jitter must be 'auto', None or a finite number >= 0, got {jitter!r}")
     if int(torch.linalg.cholesky_ex(K)[1]) == 0:
@@ -146,10 +179,11 @@ def regularise_kernel(K: torch.Tensor, jitter: str | float | None = "auto", max_
     rel = 1e-12
     while rel <= max_jitter * (1 + 1e-9):
         j = rel * scale
-        if int(torch.linalg.cholesky_ex(K + j * eye)[1]) == 0:
+        Kj = plus_jitter(j)
+        if int(torch.linalg.cholesky_ex(Kj)[1]) == 0:
             warnings.warn(f"{name} is not numerically positive definite; added jitter {j:.3g} "
                           f"({rel:.0e} x mean diagonal) to its diagonal", RuntimeWarning, stacklevel=3)
-            return K + j * eye, j
+            return Kj, j
         rel *= 10
     lam_min = float(torch.linalg.eigvalsh(K)[0])
     raise ValueError(f"{name} is not positive definite: smallest eigenvalue {lam_min:.3g} (mean diagonal "
@@ -166,8 +200,11 @@ def _posterior(K: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor, *, full: bo
         var = torch.diagonal(K).expand(b, n).clone()
         return var, mu, zero, (K.expand(b, n, n).clone() if full else None)
     st = tau.sqrt()
-    sk = st.unsqueeze(-1) * K  # S̃^½ K, [b, n, n]
-    B = sk * st.unsqueeze(-2)
+    # S̃^½K as the transpose of K S̃^½ (K is exactly symmetric, see check_kernel): a column-major view, which is
+    # the layout LAPACK wants for the right-hand side of the triangular solve, so no [n, n] copy is made there,
+    # and V comes back column-major, where the column norms below are contiguous reductions
+    sk = (K * st.unsqueeze(-2)).mT
+    B = sk.mT * st.unsqueeze(-1)  # S̃^½ K S̃^½
     B.diagonal(dim1=-2, dim2=-1).add_(1.0)
     L, info = torch.linalg.cholesky_ex(B)
     del B
@@ -182,7 +219,7 @@ def _posterior(K: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor, *, full: bo
     if full:
         Sigma = K - V.transpose(-1, -2) @ V
         return torch.diagonal(Sigma, dim1=-2, dim2=-1).clone(), mu, half_logdet, Sigma
-    var = torch.diagonal(K) - V.square().sum(-2)
+    var = torch.diagonal(K) - torch.linalg.vector_norm(V, dim=-2).square()  # Σ_ii = K_ii − ‖V[:, i]‖²
     return var, mu, half_logdet, None
 
 
@@ -207,11 +244,10 @@ def _check_state(where: str, var, tau_cav, *extra):
             "(numerical breakdown; try damping < 1, the sequential schedule, or jitter)")
 
 
-def _converged(lz, lz_old, tau, tau_old, nu, nu_old, tol, site_tol):
-    d_lz = (lz - lz_old).abs()
-    d_site = torch.maximum(((tau - tau_old).abs() / (1 + tau.abs())).amax(-1),
-                           ((nu - nu_old).abs() / (1 + nu.abs())).amax(-1))
-    return (d_lz <= tol) & (d_site <= site_tol), d_lz
+def _site_change(tau, tau_ref, nu, nu_ref):
+    """``max_i |τ̃_i − τ̃ref_i|/(1 + |τ̃_i|), |ν̃_i − ν̃ref_i|/(1 + |ν̃_i|)`` per labelling, ``[b]``."""
+    return torch.maximum(((tau - tau_ref).abs() / (1 + tau.abs())).amax(-1),
+                         ((nu - nu_ref).abs() / (1 + nu.abs())).amax(-1))
 
 
 def _run_batch(K, y, offset, tau, nu, c, schedule, damping, tol, site_tol, max_sweeps, adaptive):
@@ -242,8 +278,14 @@ def _run_batch(K, y, offset, tau, nu, c, schedule, damping, tol, site_tol, max_s
         lz = _log_z(t, v, tc, vc, lzh, mu, hld)
         if not bool(torch.isfinite(lz).all()):
             raise EPConvergenceError(f"EP sweep {sweep}: log Z_EP is not finite (numerical breakdown)")
+        # parallel: the site test is the fixed-point residual at the current sites (the undamped update proposed
+        # from the current posterior), so a converged state is recognised without one more factorisation;
+        # sequential: the change of the sites over the last sweep
+        step = _site_change(t_new, t, v_new, v) if schedule == "parallel" else None
         if sweep > 0:
-            done, dl = _converged(lz, lz_old, t, t_old, v, v_old, tol, site_tol)
+            dl = (lz - lz_old).abs()
+            d_site = step if step is not None else _site_change(t, t_old, v, v_old)
+            done = (dl <= tol) & (d_site <= site_tol)
         else:
             done = torch.zeros_like(lz, dtype=torch.bool)
             dl = torch.full_like(lz, float("inf"))
@@ -261,12 +303,12 @@ def _run_batch(K, y, offset, tau, nu, c, schedule, damping, tol, site_tol, max_s
             t_new, v_new, var, mu = t_new[keep], v_new[keep], var[keep], mu[keep]
             omega, step_old, cap = omega[keep], step_old[keep], cap[keep]
             off = off[keep]
+            if step is not None:
+                step = step[keep]
             if Sigma is not None:
                 Sigma = Sigma[keep]
         lz_old, t_old, v_old = lz, t, v
         if schedule == "parallel":
-            step = torch.maximum(((t_new - t).abs() / (1 + t.abs())).amax(-1),
-                                 ((v_new - v).abs() / (1 + v.abs())).amax(-1))
             if adaptive:
                 grew = step > step_old
                 cap = torch.where(grew, (cap * 0.8).clamp(min=damping / 16), cap)
@@ -328,7 +370,8 @@ def ep(
                ``"sequential"`` (GPML Alg. 3.5)
     damping    weight ω ∈ (0, 1] of the new site; default 1 sequential, 0.8 parallel
     tol        stop when ``|Δ log Z_EP| ≤ tol`` between sweeps and ...
-    site_tol   ... ``max_i |Δτ̃_i|/(1+|τ̃_i|), |Δν̃_i|/(1+|ν̃_i|) ≤ site_tol``
+    site_tol   ... ``max_i |Δτ̃_i|/(1+|τ̃_i|), |Δν̃_i|/(1+|ν̃_i|) ≤ site_tol``; parallel: Δ = the update one more sweep
+               would make (fixed-point residual), sequential: the change over the last sweep
     max_sweeps sweeps before giving up: ``EPConvergenceError``, or (``raise_on_nonconvergence=False``) a result with
                ``converged`` False and the last iterate
     init       warm start: an :class:`EPResult` or a pair ``(tau, nu)`` broadcastable to ``[m, n]``

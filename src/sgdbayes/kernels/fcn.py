@@ -20,8 +20,21 @@ layer of the recursion in place while the tile is in cache, with two tile-sized 
 threads take whole tiles each. The extra memory is
 ``O(max_tile² + n·d)`` beside the ``[n1, n2]`` result: for n = 10,000 × 784, the 800 MB result, a 63 MB float64 copy
 of the inputs and two 2 MB work tiles per worker.
-With ``x2=None`` only tiles on or above the diagonal are computed and mirrored, so each entry is computed once
-(diagonal tiles in full, then made exactly symmetric).
+With ``x2=None`` only tiles on or above the diagonal are computed and mirrored, so each entry is computed once;
+diagonal tiles are split down to small ones (computed in full, then made exactly symmetric), so the work beyond the
+n(n+1)/2 entries of the triangle is at most ``n·max(max_tile/4, 32)/2`` entries (see ``_tiles``).
+
+Where the time goes (2-core CPU, d = 784, depth 2, one core, per computed entry): the float64 GEMM (2·785 flops)
+takes about twice as long as the two arc-cosine layers, and ``atan2`` + ``sqrt`` are 85 % of the layers (the other six
+passes per layer are cheap, ~0.3-0.6 ns each against ~15 ns for ``atan2``). Both are near their floor in float64, so
+the levers are computing few redundant entries and keeping both cores busy: the tile queue is dynamic, largest
+tiles first.
+
+Threads: each worker is a Python thread that takes whole tiles and runs torch single-threaded
+(``torch.set_num_threads(1)`` inside the worker; torch ops release the GIL). Without that, every op of a worker
+would open an OpenMP team of ``get_num_threads()`` threads: 2 workers × 2 threads on 2 cores, with a barrier per
+small elementwise op. ``set_num_threads`` also updates a process-wide default (the one new threads start with),
+so the caller's value is restored when the workers finish; call with ``workers=1`` to leave torch's threading alone.
 
 When ``sigma_w``/``sigma_b``/the inputs require gradients (and grad mode is on), a dense out-of-place path with a
 custom backward for the ReLU map is used instead, so the kernel can be trained (see ``NNGPKernel``).
@@ -74,7 +87,9 @@ def _check_x(name: str, x, ndim: int | tuple[int, ...] = 2) -> torch.Tensor:
     if x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{name} must be a real floating or integer tensor, got dtype {x.dtype}")
     x = x.to(torch.float64)
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    # one reduction, no [n, d] bool temporary: a NaN/inf anywhere makes the sum NaN/inf; only then (or when finite
+    # values overflow the sum) is the exact elementwise test run, to name the first bad index
+    if x.numel() and not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise ValueError(f"{name} contains NaN or inf (first at index {bad}: {x[tuple(bad)].item()})")
     return x
@@ -209,8 +224,42 @@ def _check_range(chain: list[torch.Tensor], depth, sigma_w, sigma_b, nonlinearit
             f"nonlinearity={nonlinearity!r}), beyond the float64-safe range {_SAFE:.0e}: the kernel would overflow")
 
 
-def _default_tile(device: torch.device) -> int:
-    return 4096 if device.type == "cuda" else 512
+def _default_tile(device: torch.device, n: int) -> int:
+    if device.type == "cuda":
+        return 4096
+    return 256 if n < 4096 else 512
+
+
+def _tiles(n1: int, n2: int, T: int, symmetric: bool) -> list[tuple[int, int, int, int]]:
+    """Output tiles ``(i0, i1, j0, j1)`` covering ``[n1, n2]`` (symmetric: the upper triangle), largest first.
+
+    Symmetric case: a grid of ``T × T`` tiles on and above the diagonal; each diagonal tile is split recursively into
+    two diagonal halves and the off-diagonal block between them, down to diagonal tiles of edge ≤ ``max(T // 4, 32)``.
+    Diagonal tiles are computed in full and their lower half thrown away, so the split cuts the wasted work from
+    ``n·T/2`` to ``≤ n·T/8`` entries (at n = 1000, T = 256: 531k computed entries for the 500.5k of the triangle,
+    instead of 750k with unsplit 512-tiles; n = 5000, T = 512: 12.81M instead of 13.76M). Largest first: with the small diagonal tiles last, the workers of the
+    dynamic queue finish close together.
+    """
+    if not symmetric:
+        return [(i0, min(i0 + T, n1), j0, min(j0 + T, n2)) for i0 in range(0, n1, T) for j0 in range(0, n2, T)]
+    min_diag = max(T // 4, 32)
+    jobs = []
+
+    def split(lo, hi):
+        if hi - lo <= min_diag:
+            jobs.append((lo, hi, lo, hi))
+            return
+        mid = lo + (hi - lo + 1) // 2
+        split(lo, mid)
+        jobs.append((lo, mid, mid, hi))
+        split(mid, hi)
+
+    for i0 in range(0, n1, T):
+        i1 = min(i0 + T, n1)
+        split(i0, i1)
+        jobs += [(i0, i1, j0, min(j0 + T, n1)) for j0 in range(i1, n1, T)]
+    jobs.sort(key=lambda j: (j[1] - j[0]) * (j[3] - j[2]), reverse=True)
+    return jobs
 
 
 def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, sigma_w, sigma_b,
@@ -223,9 +272,10 @@ def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, si
         depth: number of hidden layers (≥ 0; 0 gives the linear kernel ``K⁰``).
         sigma_w, sigma_b: prior std of weights (times 1/√fan_in) and biases, ≥ 0; floats or scalar tensors.
         nonlinearity: ``"relu"`` or ``"erf"``.
-        max_tile: edge of the square output tiles (default 512 on CPU, where three such float64 tiles fit the
-            L3 cache and larger tiles were slower, 4096 on CUDA); bounds the work memory to ``2·max_tile²`` float64
-            beside the result and the inputs.
+        max_tile: edge of the square output tiles (default on CPU: 256 below 4096 rows, so that even n = 1000
+            gives enough tiles to balance the workers, else 512, fewer tiles for the same balance; the CPU time per
+            entry was flat from 192 to 512; 4096 on CUDA); bounds the work memory to ``2·max_tile²`` float64 per
+            worker beside the result and the inputs.
         workers: CPU threads that each compute whole tiles single-threaded (default ``torch.get_num_threads()``;
             1 = one tile at a time with torch's intra-op threads; always 1 on CUDA). While it runs with several
             workers, torch's intra-op thread count is set to 1 and restored afterwards.
@@ -237,7 +287,7 @@ def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, si
     if needs_grad:
         return _nngp_fcn_autograd(x1, x1 if x2 is None else x2, depth, sigma_w, sigma_b, nonlinearity)
     if max_tile is None:
-        max_tile = _default_tile(x1.device)
+        max_tile = _default_tile(x1.device, x1.shape[0] if x2 is None else max(x1.shape[0], x2.shape[0]))
     if isinstance(max_tile, bool) or not isinstance(max_tile, int) or max_tile < 1:
         raise ValueError(f"max_tile must be an int >= 1, got {max_tile!r}")
     if workers is None:
@@ -257,13 +307,11 @@ def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, si
     diag2 = diag1 if symmetric else _diag_chain(a2, depth, sw2, sb2, nonlinearity)
     _check_range(diag1 if symmetric else diag1 + diag2, depth, sigma_w, sigma_b, nonlinearity)
     tile_map = _TILE_MAPS[nonlinearity]
-    T = max_tile
     negate = depth > 0 and nonlinearity == "relu"   # ReLU tiles hold −K between layers: see _relu_tile_
-    tiles = [(i0, j0) for i0 in range(0, n1, T) for j0 in range(i0 if symmetric else 0, n2, T)]
-    buf_size = min(T, n1) * min(T, n2) if negate else 0
+    tiles = _tiles(n1, n2, max_tile, symmetric)
+    buf_size = max((i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles) if negate else 0
 
-    def do_tile(i0, j0, ws, wt):
-        i1, j1 = min(i0 + T, n1), min(j0 + T, n2)
+    def do_tile(i0, i1, j0, j1, ws, wt):
         t = out[i0:i1, j0:j1]                      # a strided view: the GEMM and every map write in place
         torch.addmm(t, a1[i0:i1], a2[j0:j1].T, beta=0.0, alpha=-1.0 if negate else 1.0, out=t)  # beta=0: t unread
         shape = (i1 - i0, j1 - j0)
@@ -272,8 +320,9 @@ def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, si
         for layer in range(depth):
             tile_map(t, diag1[layer][i0:i1, None], diag2[layer][None, j0:j1], s, th, sw2, sb2, layer == depth - 1)
         if symmetric:
-            if j0 == i0:   # make the diagonal tile exactly symmetric from its upper triangle
-                t.copy_(torch.triu(t) + torch.triu(t, 1).T)
+            if j0 == i0:   # a diagonal tile: keep its upper triangle, mirror it (exact symmetry)
+                t.triu_()
+                t.add_(torch.triu(t, 1).T)
             else:
                 out[j0:j1, i0:i1].copy_(t.T)
 
@@ -285,8 +334,8 @@ def nngp_fcn(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int, si
 
     if workers == 1:
         ws, wt = new_buffers()
-        for i0, j0 in tiles:
-            do_tile(i0, j0, ws, wt)
+        for job in tiles:
+            do_tile(*job, ws, wt)
         return out
     # CPU, several workers: whole tiles in parallel, each worker single-threaded (the tiles are disjoint regions
     # of ``out``, mirrors included). Far fewer synchronisation points than intra-op threading of every small
