@@ -38,8 +38,9 @@ class EnsembleModel:
     """Common part of the stacked architectures: parameter shapes, prior initialisation, export to ``torch.nn``.
 
     Subclasses define ``param_shapes`` (per network, torch.nn layout, pairs weight/bias), ``fan_ins`` (one per
-    weight), ``forward(params, x)`` for per-network inputs ``x [M, b, *in_shape]`` → logits ``[M, b]`` and
-    ``forward_shared(params, X)`` for one input set seen by all networks ``X [n, *in_shape]`` → logits ``[M, n]``.
+    weight), ``forward(params, x)`` for per-network inputs ``x [M, b, *in_shape]`` → logits ``[M, b]``,
+    ``forward_shared(params, X)`` for one input set seen by all networks ``X [n, *in_shape]`` → logits ``[M, n]``, and
+    ``forward_single(params, x)`` for one network's unstacked parameters on ``x [b, *in_shape]`` → logits ``[b]``.
     """
 
     in_shape: tuple[int, ...]
@@ -102,6 +103,13 @@ class EnsembleModel:
         """Network ``m`` of the stack as an ordinary ``torch.nn`` module (copies; float32)."""
         raise NotImplementedError
 
+    def forward_single(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
+        """One network's parameters (``torch.nn`` shapes, no model dimension) on inputs ``x [b, *in_shape]`` → logits
+        ``[b]``. Subclasses use plain 2-D ops here (GEMMs as ``addmm``), which ``train_ensemble`` takes for a chunk of
+        one network: a batched GEMM of batch 1 and its backward (which returns transposed, strided gradients) cost up
+        to 2× the 2-D ones for wide layers on CPU."""
+        return self.forward([p.unsqueeze(0) for p in params], x.unsqueeze(0)).squeeze(0)
+
     def check_inputs(self, X: Tensor, name: str = "X") -> None:
         if tuple(X.shape[1:]) != self.in_shape:
             raise ValueError(f"{name} has shape {tuple(X.shape)}; this model needs [n, {', '.join(map(str, self.in_shape))}]")
@@ -163,6 +171,56 @@ class FCN(EnsembleModel):
         M, h, d = W.shape
         first = torch.addmm(b.reshape(M * h), X, W.reshape(M * h, d).t())  # [n, M*h]
         return self._rest(params, first.view(X.shape[0], M, h).transpose(0, 1))
+
+    def forward_single(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
+        """One network ``W_l [out, in]``, ``b_l [out]`` on ``x [b, d]`` → logits ``[b]``: ``F.linear`` per layer, the
+        same ``addmm`` as ``torch.nn.Linear``, whose backward returns weight gradients in the weights' (contiguous)
+        layout."""
+        h = x
+        for layer in range(len(self.widths) - 1):
+            if layer:
+                h = torch.relu(h)
+            h = F.linear(h, params[2 * layer], params[2 * layer + 1])
+        return h.squeeze(-1)
+
+    @torch.no_grad()
+    def sgd_step_(self, params: Sequence[Tensor], x: Tensor, grad_logits, lr: float) -> Tensor:
+        """One plain-SGD step (no momentum) in place, with the backward pass written out and every weight update fused
+        into the GEMM that forms its gradient: ``W_l ← W_l − lr · δ_lᵀ a_l`` as one ``baddbmm_``/``addmm_`` (α = −lr),
+        ``b_l ← b_l − lr · Σ_b δ_l``.
+
+        ``params`` stacked ``[M, ...]`` with ``x [M, b, d]``, or one network's (``forward_single`` layout) with
+        ``x [b, d]``. ``grad_logits(z)`` maps the logits (``[M, b]`` or ``[b]``) to ∂(each network's mean loss)/∂z.
+        Backward: δ_L = grad_logits(z); δ_{l} = (δ_{l+1} W_{l+1}) ⊙ [a_{l+1} > 0] (ReLU; taken before W_{l+1} changes),
+        a_l the input of layer l. Same update as autograd + ``torch.optim.SGD`` up to float rounding, without the
+        gradient tensors (one write and two reads of the parameters' size less per step, and no fresh allocation).
+        Returns the logits of the forward pass (before the update).
+        """
+        single = x.ndim == 2
+        n_layers = len(self.widths) - 1
+        acts, h = [x], x
+        for layer in range(n_layers):
+            W, b = params[2 * layer], params[2 * layer + 1]
+            h = torch.addmm(b, h, W.t()) if single else torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
+            if layer < n_layers - 1:
+                h = torch.relu(h)
+                acts.append(h)
+        logits = h.squeeze(-1)
+        delta = grad_logits(logits).unsqueeze(-1)  # [(M,) b, 1]
+        for layer in reversed(range(n_layers)):
+            W, b = params[2 * layer], params[2 * layer + 1]
+            below = None
+            if layer:
+                below = torch.mm(delta, W) if single else torch.bmm(delta, W)
+                below.masked_fill_(acts[layer] <= 0, 0.0)  # ReLU backward, as autograd's threshold_backward
+            if single:
+                W.addmm_(delta.t(), acts[layer], alpha=-lr)
+                b.add_(delta.sum(0), alpha=-lr)
+            else:
+                W.baddbmm_(delta.transpose(1, 2), acts[layer], alpha=-lr)
+                b.add_(delta.sum(1), alpha=-lr)
+            delta = below
+        return logits
 
     def to_module(self, params: Sequence[Tensor], m: int) -> nn.Sequential:
         layers: list[nn.Module] = []
@@ -267,6 +325,16 @@ class CNN(EnsembleModel):
         M = W.shape[0]
         h = F.conv2d(X, W.reshape(-1, *W.shape[2:]), b.reshape(-1), padding=self.padding)
         return self._convs(params, h, M, first_done=True)
+
+    def forward_single(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
+        """One network's parameters on ``x [b, C, H, W]`` → logits ``[b]`` (ordinary, ungrouped convolutions)."""
+        h = x
+        for layer in range(len(self.channels)):
+            if layer:
+                h = torch.relu(h)
+            h = F.conv2d(h, params[2 * layer], params[2 * layer + 1], padding=self.padding)
+        h = torch.relu(h).flatten(1)
+        return F.linear(h, params[-2], params[-1]).squeeze(-1)
 
     def to_module(self, params: Sequence[Tensor], m: int) -> nn.Sequential:
         layers: list[nn.Module] = []

@@ -8,7 +8,13 @@ Algorithm (one chunk of networks at a time, see ``auto_chunk_size``):
    of size B (the last one smaller when B ∤ |S|, as ``torch.utils.data.DataLoader(drop_last=False)``). A step gathers
    each network's minibatch ``X[idx]`` (``idx [M, B]``), takes the gradient of Σ_m (mean loss of network m) — which is
    each network's own gradient — and applies the batched optimiser. Full batch (B ≥ |S|) uses one shared GEMM.
-3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code).
+   Two exact fast paths (same law, same seeds; equal to the general path up to float rounding): a chunk of one
+   network (wide nets on CPU) runs with ``torch.nn``-shaped 2-D tensors (``model.forward_single``, ``addmm``) instead
+   of batch-1 ``bmm``; plain SGD (momentum 0) on an FCN runs ``FCN.sgd_step_``, a hand-written backward whose
+   weight updates are fused into the gradient GEMMs (``FUSED_SGD``).
+3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code);
+   for |S| > 2·``CHECK_PREFIX`` a network that misclassifies one of the first ``CHECK_PREFIX`` examples and
+   provably has finite logits is known not to have fitted without evaluating the rest (``_epoch_check``).
    A network at 100% has *fitted* (``epochs_to_fit``); it then trains ``overtrain_epochs`` more epochs and is
    finished. A network whose parameters or logits stop being finite is finished as *diverged*; one that has not
    fitted after ``max_epochs`` as *not_fitted*. Finished networks are removed from the stack (parameters and
@@ -35,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sgdbayes.device import get_device
-from sgdbayes.ensembles.models import EnsembleModel
+from sgdbayes.ensembles.models import FCN, EnsembleModel
 from sgdbayes.ensembles.optim import BatchedOptimizer, make_optimizer
 
 __all__ = ["EnsembleResult", "train_ensemble", "network_streams", "epoch_permutations", "auto_chunk_size",
@@ -52,12 +58,22 @@ _GOLDEN = 0x9E3779B9
 # dispatch-bound — stack many (up to CPU_SMALL_NET_STACK_BYTES in all) to amortise the per-op overhead; a network
 # larger than CPU_SMALL_NET_BYTES is bandwidth-bound — stacking streams its weights from DRAM and allocates large
 # temporaries every step, which measured 2–3× slower than one network at a time, so only CPU_LARGE_NET_STACK_BYTES
-# are stacked (1 network for width ≥ 256 on 784 inputs).
+# are stacked (1 network for width ≥ 256 on 784 inputs). A chunk of 1 takes the single-network path (2-D addmm, as a
+# plain torch.nn loop; see _train_chunk), which the batch-1 bmm path was ~0.5× of at width 1024.
 CPU_SMALL_NET_BYTES = 1 * 2**20
 CPU_SMALL_NET_STACK_BYTES = 64 * 2**20
 CPU_LARGE_NET_STACK_BYTES = 4 * 2**20
 CPU_MAX_CHUNK = 2048
 MEMORY_CAP_BYTES = 1 * 2**30
+# Plain SGD (momentum 0) on an FCN takes FCN.sgd_step_ (hand-written backward, updates fused into the gradient GEMMs):
+# the same law and seeds, equal to the autograd + BatchedOptimizer path up to float rounding (which individual
+# trajectories can amplify over many steps). False forces the autograd path (tests compare the two).
+FUSED_SGD = True
+# End-of-epoch check (its full-S forward is ~1/3 of an epoch's FLOPs at batch 32): screen every network on the first
+# CHECK_PREFIX examples of S and finish the check on all of S only for the networks that may have fitted, finish now,
+# or could have non-finite logits (see _epoch_check); exact, not an estimate.
+CHECK_PREFIX = 64
+LOGIT_SAFE_BOUND = 1e30
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -240,6 +256,72 @@ def _per_net_loss(logits: Tensor, target: Tensor, loss: str) -> Tensor:
     return per.mean(1)
 
 
+def _logit_bound(model: EnsembleModel, params: Sequence[Tensor], m: int, x_max: float) -> Tensor:
+    """A bound on |logit| of each network over all inputs with |x| ≤ ``x_max``: float64 ``[m]`` (NaN if a parameter
+    is NaN). Layer l maps inputs bounded by a to outputs bounded by ``fan_in_l · max|W_l| · a + max|b_l|`` (ReLU
+    and zero padding do not increase magnitudes), so a network whose bound is < ``LOGIT_SAFE_BOUND`` has finite
+    logits on every such input."""
+    a = torch.full((m,), x_max, dtype=torch.float64, device=params[0].device)
+    for layer, fan_in in enumerate(model.fan_ins):
+        w = params[2 * layer].detach().reshape(m, -1).abs().amax(1).double()
+        b = params[2 * layer + 1].detach().reshape(m, -1).abs().amax(1).double()
+        a = fan_in * w * a + b
+    return a
+
+
+@torch.no_grad()
+def _epoch_check(model, params, logits_shared, X, y, target, threshold, loss, x_max, finishing, has_fit, single):
+    """End-of-epoch check of the m alive networks: numpy ``(finite, fit, acc, loss)`` ``[m]``, where ``finite`` is
+    "parameters and logits on S finite", ``fit`` "all of S classified correctly" and acc / loss (on S) are
+    needed only for networks that finish now (NaN for the others).
+
+    Exactly the full check on S, at less cost: when |S| > 2·``CHECK_PREFIX``, every network is first evaluated on
+    the first ``CHECK_PREFIX`` examples of S. A network needs no more if it cannot finish this epoch (``finishing``
+    False: not at its budget or at the end of its overtraining), its parameters and prefix logits are finite, its
+    ``_logit_bound`` shows its logits on all of S are finite, and it either misclassifies a prefix example (so it
+    has not fitted) or has fitted already (overtraining only needs finiteness). The others get the full check.
+    """
+    m, n = finishing.shape[0], X.shape[0]
+    finite = torch.ones(m, dtype=torch.bool, device=X.device)
+    for p in params:
+        # a slice sum is non-finite iff the slice holds NaN/inf (or |values| ~ 1e38: diverged too); one pass
+        finite &= torch.isfinite(p.detach().reshape(m, -1).sum(1))
+    need = np.ones(m, dtype=bool)
+    if n > 2 * CHECK_PREFIX:
+        k = CHECK_PREFIX
+        head = logits_shared(params, X[:k])
+        missed = ((head > threshold) != y[:k]).any(1)
+        ok = finite & torch.isfinite(head.sum(1)) & (_logit_bound(model, params, m, x_max) < LOGIT_SAFE_BOUND)
+        skip = ok.cpu().numpy() & ~finishing & (missed.cpu().numpy() | has_fit)
+        need = ~skip
+    finite_np = finite.cpu().numpy()
+    fit_np = np.zeros(m, dtype=bool)
+    acc_np, loss_np = np.full(m, np.nan), np.full(m, np.nan)
+    rows = np.flatnonzero(need)
+    if rows.size:
+        if rows.size == m:
+            sub = params
+        else:  # never for a single network (m = 1)
+            sel = torch.from_numpy(rows).to(X.device)
+            sub = [p.detach()[sel] for p in params]
+        logits = logits_shared(sub, X)
+        correct = (logits > threshold) == y
+        finite_np[rows] &= torch.isfinite(logits.sum(1)).cpu().numpy()
+        fit_np[rows] = correct.all(1).cpu().numpy()
+        acc_np[rows] = correct.double().mean(1).cpu().numpy()
+        loss_np[rows] = _per_net_loss(logits, target, loss).double().cpu().numpy()
+    return finite_np, fit_np, acc_np, loss_np
+
+
+def _grad_logits(logits: Tensor, target: Tensor, loss: str) -> Tensor:
+    """∂(mean loss over the b examples)/∂logits for each network, as autograd forms it from ``_per_net_loss``:
+    CE ``(σ(z) − y)/b``, MSE ``2(z − t)/b``; logits ``[M, b]`` or ``[b]``, target the same shape."""
+    b = logits.shape[-1]
+    if loss == "ce":
+        return (torch.sigmoid(logits) - target).mul_(1.0 / b)
+    return (logits - target).mul_(2.0 / b)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------------------------
@@ -360,44 +442,77 @@ def train_ensemble(
 
 def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epoch, max_epochs, k_over, seed,
                  index_offset, start, stop, out, params_out, bar) -> None:
-    """Train networks ``start … stop−1`` (positions in the result) to completion, writing into ``out``."""
+    """Train networks ``start … stop−1`` (positions in the result) to completion, writing into ``out``.
+
+    A chunk of one network (what ``auto_chunk_size`` picks for wide nets on CPU) takes the single-network path: its
+    parameters are plain ``torch.nn``-shaped leaves, the forward is ``model.forward_single`` (2-D ``addmm``, as
+    ``torch.nn.Linear``) and the optimiser updates those contiguous tensors — the work of a plain per-network loop,
+    without the batch-1 ``bmm`` whose backward costs ~2× ``mm`` and hands back transposed (strided) weight gradients
+    that make every optimiser pass ~3× slower. Same law and same seeds; results equal the batched path's to float
+    rounding (``tests/ensembles/test_single_path.py``).
+    """
     device, n = X.device, X.shape[0]
     init_seeds, keys = network_streams(seed, range(index_offset + start, index_offset + stop))
     keys = keys.to(device)
-    params = [p.requires_grad_() for p in model.init(init_seeds, device)]
+    single = stop - start == 1
+    if single:
+        # model.init stacks [1, ...]; p[0] is a contiguous view with torch.nn's shape
+        params = [p[0].requires_grad_() for p in model.init(init_seeds, device)]
+    else:
+        params = [p.requires_grad_() for p in model.init(init_seeds, device)]
     state = opt.init_state(params)
+
+    def logits_shared(ps, inputs):  # [m, n]: every alive network on one shared input set
+        return model.forward_single(ps, inputs).unsqueeze(0) if single else model.forward_shared(ps, inputs)
+
+    x_max = float(X.abs().max()) if n else 0.0
     alive = np.arange(start, stop)  # result positions of the networks still in the stack
     first_fit = np.full(stop - start, -1, dtype=np.int64)  # indexed by position − start
     full_batch = B >= n
+    # plain SGD on an FCN: hand-written backward with each update fused into its gradient GEMM (FCN.sgd_step_); the
+    # stacked full-batch case keeps autograd, whose shared first-layer GEMM (forward_shared) is the better kernel there
+    lr = opt.hyper["lr"]
+    fused_sgd = (FUSED_SGD and isinstance(model, FCN) and opt.name == "sgd" and opt.hyper["momentum"] == 0
+                 and (single or not full_batch))
     epoch = 0
     while alive.size:
         epoch += 1
         perm = None if full_batch else epoch_permutations(keys, epoch, n)
         for s in range(steps_per_epoch):
-            with torch.enable_grad():
-                if full_batch:
-                    logits = model.forward_shared(params, X)
-                    total = _per_net_loss(logits, target, loss).sum()
+            if fused_sgd:
+                if single:
+                    idx = perm[0, s * B:(s + 1) * B] if not full_batch else None
+                    xb = X if full_batch else X.index_select(0, idx)
+                    tb = target if full_batch else target[idx]
                 else:
                     idx = perm[:, s * B:(s + 1) * B]
-                    logits = model.forward(params, X[idx])
+                    xb = X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:])
+                    tb = target[idx]
+                model.sgd_step_(params, xb, lambda z: _grad_logits(z, tb, loss), lr)
+                state["step"] += 1
+                continue
+            with torch.enable_grad():
+                if full_batch:
+                    logits = logits_shared(params, X)
+                    total = _per_net_loss(logits, target, loss).sum()
+                elif single:
+                    idx = perm[0, s * B:(s + 1) * B]
+                    logits = model.forward_single(params, X[idx]).unsqueeze(0)
+                    total = _per_net_loss(logits, target[idx], loss).sum()
+                else:
+                    idx = perm[:, s * B:(s + 1) * B]
+                    # index_select of the flattened indices: the same rows as X[idx], gathered ~1.7× faster on CPU
+                    logits = model.forward(params, X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:]))
                     total = _per_net_loss(logits, target[idx], loss).sum()
                 grads = torch.autograd.grad(total, params)
             opt.step(params, grads, state)
 
-        # end of epoch: accuracy on the full S, finiteness
-        with torch.no_grad():
-            m = alive.size
-            logits = model.forward_shared(params, X)
-            # a slice sum is non-finite iff the slice holds NaN/inf (or |values| ~ 1e38: diverged too); one pass
-            finite = torch.isfinite(logits.sum(1))
-            for p in params:
-                finite &= torch.isfinite(p.detach().reshape(m, -1).sum(1))
-            correct = (logits > threshold) == y
-            acc = correct.double().mean(1)
-            lossv = _per_net_loss(logits, target, loss).double()
-            finite_np, acc_np, fit_np = finite.cpu().numpy(), acc.cpu().numpy(), correct.all(1).cpu().numpy()
+        # end of epoch: accuracy on the full S, finiteness (screened on a prefix of S first, see _epoch_check)
         local = alive - start
+        has_fit0 = first_fit[local] >= 0
+        finishing = np.where(has_fit0, epoch - first_fit[local] >= k_over, epoch >= max_epochs)
+        finite_np, fit_np, acc_np, loss_np = _epoch_check(model, params, logits_shared, X, y, target, threshold,
+                                                          loss, x_max, finishing, has_fit0, single)
         newly = finite_np & fit_np & (first_fit[local] < 0)
         first_fit[local[newly]] = epoch
         has_fit = first_fit[local] >= 0
@@ -411,12 +526,13 @@ def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epo
         out["epochs_to_fit"][pos] = first_fit[local[done]]
         out["epochs_trained"][pos] = epoch
         out["train_accuracy"][pos] = acc_np[done]
-        out["train_loss"][pos] = lossv.cpu().numpy()[done]
+        out["train_loss"][pos] = loss_np[done]
         sel = torch.from_numpy(np.flatnonzero(done)).to(device)
         with torch.no_grad():
-            finished = [p.detach()[sel] for p in params]
+            # single: the one network is done (done.all()); its leaves are already the finished parameters
+            finished = [p.detach() for p in params] if single else [p.detach()[sel] for p in params]
             if Xe.shape[0]:
-                out["test_labels"][torch.from_numpy(pos)] = (model.forward_shared(finished, Xe) > threshold).cpu()
+                out["test_labels"][torch.from_numpy(pos)] = (logits_shared(finished, Xe) > threshold).cpu()
         if params_out is not None:
             for k, p in enumerate(finished):
                 params_out[k][torch.from_numpy(pos)] = p.cpu()
