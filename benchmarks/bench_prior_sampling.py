@@ -4,23 +4,33 @@ matmul GFLOP/s against the float32 GEMM roof, and the effect of the chunk size.
 Two settings: S = 32 inputs of the '0011' target (the paper's; only networks fitting S are evaluated on E, so each
 draw costs a forward pass on 32 inputs), and S empty (every network evaluated on all 128 inputs). FLOPs are the
 matmul multiply-adds actually performed (2 per multiply-add), excluding random-number generation, which is part of
-the measured time.
+the measured time (and, for |S|=32, counting the full 32-input pass although the cheap first pass on 8 inputs spares
+most of it: the GFLOP/s rows are "useful" work per second).
+
+Side by side (interleaved, best of repeats, same seed, counts checked identical): the default worker threads against
+``threads=1`` (drawing normals is single-threaded in torch, so one thread leaves cores idle), and the first pass on S
+(``PREFILTER_INPUTS`` inputs) against the plain full-S evaluation.
 """
 
 from __future__ import annotations
 
+import torch
+
+import sgdbayes.prior_sampling as ps
 from sgdbayes.data.boolean import boolean_inputs, boolean_split
 from sgdbayes.prior_sampling import forward_flops, n_parameters, sample_prior
 
 WIDTHS = (40, 40)
 
 
-def _run(ctx, split, n, chunk):
+def _run(ctx, split, n, chunk, **kw):
     x_train = split.x_train if split is not None else None
     y_train = split.y_train if split is not None else None
     x_test = split.x_test if split is not None else boolean_inputs(7)
-    sample_prior(x_train, y_train, x_test, n_samples=min(n, chunk), chunk=chunk, device=ctx.device, progress=False)
-    res = sample_prior(x_train, y_train, x_test, n_samples=n, chunk=chunk, seed=1, device=ctx.device, progress=False)
+    sample_prior(x_train, y_train, x_test, n_samples=min(n, chunk), chunk=chunk, device=ctx.device, progress=False,
+                 **kw)
+    res = sample_prior(x_train, y_train, x_test, n_samples=n, chunk=chunk, seed=1, device=ctx.device, progress=False,
+                       **kw)
     n_s = 0 if x_train is None else x_train.shape[0]
     flops = res.n_sampled * forward_flops(n_s, 7, WIDTHS) + res.n_consistent * forward_flops(x_test.shape[0], 7, WIDTHS)
     return res, flops / res.seconds / 1e9
@@ -51,6 +61,42 @@ def run(ctx) -> list[dict]:
     rows.append({"quantity": "matmul GFLOP/s, S empty", "value": gflops, "unit": "GFLOP/s", "target": None, "ok": None})
     rows.append({"quantity": "matmul GFLOP/s / float32 roof, S empty", "value": gflops / ctx.roof_gflops["float32"],
                  "unit": "ratio", "target": None, "ok": None})
+    rows += _side_by_side(ctx, split, n // 2, repeats=2 if ctx.quick else 3)
     rows.append({"quantity": "normals drawn per network", "value": n_parameters(7, WIDTHS), "unit": "", "target": None,
                  "ok": None})
     return rows
+
+
+def _side_by_side(ctx, split, n, repeats) -> list[dict]:
+    """Interleaved runs of the default against threads=1 and against the first pass off; best time of each."""
+    def no_first_pass(**kw):
+        saved, ps.PREFILTER_INPUTS = ps.PREFILTER_INPUTS, 0
+        try:
+            return sample_prior(**kw)
+        finally:
+            ps.PREFILTER_INPUTS = saved
+
+    kw = dict(x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, n_samples=n, seed=2,
+              device=ctx.device, progress=False)
+    variants = {"default": lambda: sample_prior(**kw), "threads=1": lambda: sample_prior(threads=1, **kw),
+                "no first pass": lambda: no_first_pass(**kw)}
+    best, counts = {}, {}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            res = fn()
+            best[name] = min(best.get(name, float("inf")), res.seconds)
+            counts[name] = res.counts
+    same = counts["default"] == counts["threads=1"] == counts["no first pass"]
+    threads = 1 if ctx.device.type == "cuda" else torch.get_num_threads()
+    return [
+        {"quantity": f"networks/s, |S|=32, default ({threads} worker threads, first pass on S)",
+         "value": n / best["default"], "unit": "1/s", "target": None, "ok": None},
+        {"quantity": f"speed-up: {threads} worker threads vs threads=1", "value": best["threads=1"] / best["default"],
+         "unit": "ratio", "target": "> 1.3 on >= 2 idle CPU cores" if threads > 1 else None,
+         "ok": best["threads=1"] / best["default"] > 1.3 if threads > 1 else None},
+        {"quantity": f"speed-up: first pass on {ps.PREFILTER_INPUTS} inputs of S vs full S only",
+         "value": best["no first pass"] / best["default"], "unit": "ratio", "target": "> 1",
+         "ok": best["no first pass"] / best["default"] > 1},
+        {"quantity": "same counts (default, threads=1, no first pass)", "value": same, "unit": "", "target": "True",
+         "ok": same},
+    ]

@@ -218,3 +218,53 @@ def test_agrees_with_exact_gp_and_with_ep_log_pb():
         assert np.all(ep_err <= ep_bound), (method, ep_err)
         diff = np.abs(np.log(p_hat) - lp)
         assert np.all(diff <= 4 * sd_log + ep_err + genz_err / exact), (method, list(zip(p_hat, np.exp(lp), diff)))
+
+def test_threads_and_first_pass_do_not_change_counts(monkeypatch):
+    """|S| = 12 > PREFILTER_INPUTS, so the cheap first pass on S runs: the counts must equal those of the plain
+    full-S evaluation (first pass off), in one thread or several, whatever the chunk; and float64 must match the
+    naive per-network re-creation."""
+    import sgdbayes.prior_sampling as ps
+
+    x = torch.tensor(list(itertools.product((0.0, 1.0), repeat=5)))
+    y = torch.zeros(32, dtype=torch.long)  # the simplest target, so that enough networks fit 12 labels
+    tr = [0, 3, 5, 6, 9, 12, 17, 20, 22, 26, 29, 31]
+    te = [i for i in range(32) if i not in tr][:9]
+    assert len(tr) > ps.PREFILTER_INPUTS > 0
+    kw = dict(x_train=x[tr], y_train=y[tr], x_test=x[te], n_samples=20 * 64 + 9, widths=(6, 5), sigma_w=1.2,
+              sigma_b=0.8, seed=5, block=64, progress=False)
+    runs = [sample_prior(threads=t, chunk=c, **kw) for t, c in ((1, 64), (3, 64), (2, 192), (4, 10**6))]
+    monkeypatch.setattr(ps, "PREFILTER_INPUTS", 0)
+    plain = sample_prior(threads=1, chunk=64, **kw)
+    assert plain.n_consistent > 20
+    for r in runs:
+        assert r.counts == plain.counts and r.n_consistent == plain.n_consistent
+    monkeypatch.undo()
+    ref = _naive_counts(x[tr], y[tr].tolist(), x[te], n_samples=kw["n_samples"], widths=kw["widths"], sw=1.2,
+                        sb=0.8, seed=5, block=64)
+    got = sample_prior(threads=2, dtype=torch.float64, **kw)
+    assert got.counts.to_dict() == dict(ref)
+
+
+def test_first_pass_margin_exceeds_rounding_differences():
+    """The first pass evaluates PREFILTER_INPUTS rows of S in a smaller GEMM, which may round differently from the
+    full evaluation; its margin must dwarf that difference (measured: ~3e-7 of the bound on the summed terms, for a
+    1e-3 margin). Here: ≤ margin/100 on 16k networks of the book's 7 → 40 → 40 → 1 net."""
+    import sgdbayes.prior_sampling as ps
+
+    x = torch.tensor(list(itertools.product((0.0, 1.0), repeat=7)))[::4]
+    layers = ps._layer_sizes(7, (40, 40))
+    gen = torch.Generator().manual_seed(0)
+    params = torch.randn(16384, n_parameters(7, (40, 40)), generator=gen)
+    with torch.inference_mode():
+        full = ps._forward(params, x, layers, 1.0, 1.0, torch.relu_)
+        sub, scale = ps._forward(params, x[:ps.PREFILTER_INPUTS], layers, 1.0, 1.0, torch.relu_, with_scale=True)
+        # the scale bounds the logit itself (it bounds the sum of the absolute terms)
+        assert torch.all(sub.abs() <= scale * (1 + 1e-5))
+        assert ((sub - full[:, :ps.PREFILTER_INPUTS]).abs() / scale).max() <= ps.PREFILTER_MARGIN / 100
+
+
+def test_threaded_errors_propagate(small_problem):
+    with pytest.raises(FloatingPointError, match="non-finite logits"):
+        sample_prior(n_samples=4 * 256, sigma_w=1e30, threads=2, chunk=256, **small_problem)
+    with pytest.raises(ValueError, match="threads must be None or an int >= 1, got 0"):
+        sample_prior(n_samples=10, threads=0, **small_problem)
