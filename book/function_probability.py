@@ -448,7 +448,7 @@ pd.DataFrame(mnist_errors, index=["mean test error", "Σ_j entropy of f_j (nats)
 # The sampler confirms EP: the exact GP posterior is as uncertain on $E$ as EP says (EP's marginals sit within the
 # sampler's error bars, and both give the same expected error). So the gap in the scatter plot is not EP's doing.
 # At this scale the Bayesian posterior of the NNGP under the 0–1 likelihood leaves many test digits genuinely
-# uncertain, and a function drawn from it errs on $E$ about twice as often as a trained network, while the trained
+# uncertain, and a function drawn from it errs on $E$ markedly more often than a trained network (table), while the trained
 # networks almost always agree on each digit: they behave like the posterior's *majority* labelling (whose error
 # matches theirs), not like samples from the posterior. The summed per-point entropies say the same — a few nats
 # for $P_{\mathrm{SGD}}$, tens of nats for $P_B$ — so $P_B$ spreads its mass over vastly more labellings, and each of
