@@ -108,6 +108,17 @@ class PriorSamples:
         """Estimated P_B(f|S) of each counted function (canonical order of ``counts``)."""
         return self.counts.probabilities()
 
+    def log_pb(self, functions) -> tuple[np.ndarray, np.ndarray]:
+        """``(log P_B, sd of log P_B)`` of each function (FunctionCounts rows or bits ``[m, |E|]``):
+        ``log(count/n_consistent)`` (−inf when never sampled) and the binomial delta-method √((1−p)/(n p)) (inf
+        when unseen)."""
+        bits = functions.bits() if isinstance(functions, FunctionCounts) else as_bits(functions, self.counts.n_bits)
+        c = self.counts.lookup(bits).astype(np.float64)
+        n = max(self.n_consistent, 1)
+        with np.errstate(divide="ignore"):
+            p = c / n
+            return np.log(p), np.sqrt((1 - p) / (n * p))
+
     def p_b_stderr(self) -> np.ndarray:
         """Binomial standard error of :meth:`p_b`: √(p(1 − p)/n_consistent)."""
         p = self.p_b()

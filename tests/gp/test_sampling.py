@@ -47,7 +47,7 @@ def test_rejection_matches_orthant_probabilities(system):
     K, y, p_s, exact = system
     n = 200_000
     res = sample_gp_rejection(K, y, n_samples=n, seed=0, block=50_000)
-    assert res.n_sampled == n and res.jitter == 0.0
+    assert res.n_sampled == n and res.config["jitter"] == 0.0
     assert abs(res.p_train - p_s) <= 5 * math.sqrt(p_s * (1 - p_s) / n)
     m = res.n_consistent
     bits = np.array([[f1 > 0, f2 > 0] for f1, f2 in exact])

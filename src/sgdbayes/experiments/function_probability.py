@@ -228,12 +228,9 @@ class PriorRun:
     def log_pb(self, functions) -> tuple[np.ndarray, np.ndarray]:
         """``(log P_B, relative standard error)`` of each function (FunctionCounts rows or bits ``[m, |E|]``):
         ``log(count/n_consistent)`` (−inf when never sampled) and the binomial √((1−p)/(n p)) (inf when unseen)."""
-        bits = functions.bits() if isinstance(functions, FunctionCounts) else as_bits(functions, self.counts.n_bits)
-        c = self.counts.lookup(bits).astype(np.float64)
-        n = max(self.n_consistent, 1)
-        with np.errstate(divide="ignore"):
-            p = c / n
-            return np.log(p), np.sqrt((1 - p) / (n * p))
+        from sgdbayes.prior_sampling import PriorSamples
+
+        return PriorSamples(self.counts, self.n_sampled, self.n_consistent).log_pb(functions)
 
 
 def prior_functions(x_train, y_train, x_test, *, n_samples: int, seed: int = 0, shard_size: int = 1_000_000,
@@ -354,7 +351,6 @@ def ep_log_pb(x_train, y_train, x_test, functions: FunctionCounts | Iterable[Fun
     """
     from sgdbayes.cache import cached
     from sgdbayes.gp import EPConvergenceError, log_pb
-    from sgdbayes.kernels import nngp_fcn
 
     x_train, x_test = _np32(x_train, "x_train"), _np32(x_test, "x_test")
     y = _labels01(y_train, x_train.shape[0])
@@ -365,8 +361,7 @@ def ep_log_pb(x_train, y_train, x_test, functions: FunctionCounts | Iterable[Fun
 
     def compute() -> PBTable:
         t0 = time.perf_counter()
-        x = torch.from_numpy(np.concatenate([x_train, x_test])).double()
-        K = nngp_fcn(x, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b)
+        K = nngp_matrix(x_train, x_test, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b)
         y_pm = torch.from_numpy(2.0 * y - 1.0)
         f_all = torch.from_numpy(np.where(np.unpackbits(keys, axis=1, count=n_bits), 1.0, -1.0))
         out = np.full(keys.shape[0], np.nan)

@@ -8,7 +8,7 @@
 
 from sgdbayes.gp.ep import EPConvergenceError, EPResult, ep
 from sgdbayes.gp.log_pb import LogPBResult, log_pb
-from sgdbayes.gp.sampling import ESSError, ESSResult, GPRejectionResult, elliptical_slice, sample_gp_rejection
+from sgdbayes.gp.sampling import ESSError, ESSResult, elliptical_slice, sample_gp_rejection
 
-__all__ = ["EPConvergenceError", "EPResult", "ESSError", "ESSResult", "GPRejectionResult", "LogPBResult", "ep",
+__all__ = ["EPConvergenceError", "EPResult", "ESSError", "ESSResult", "LogPBResult", "ep",
            "elliptical_slice", "log_pb", "sample_gp_rejection"]

@@ -25,9 +25,9 @@ import torch
 from sgdbayes.device import torch_threads
 from sgdbayes.functions import FunctionCounts
 from sgdbayes.gp.ep import check_kernel, check_labels, regularise_kernel
-from sgdbayes.prior_sampling import block_seed
+from sgdbayes.prior_sampling import PriorSamples, block_seed
 
-__all__ = ["ESSError", "ESSResult", "GPRejectionResult", "elliptical_slice", "sample_gp_rejection"]
+__all__ = ["ESSError", "ESSResult", "elliptical_slice", "sample_gp_rejection"]
 
 
 def _split(K, y_train, name="K"):
@@ -57,54 +57,37 @@ def _check_int(name: str, value, minimum: int) -> int:
 # --------------------------------------------------------------------------------------------------------------------
 # i.i.d. rejection sampling
 # --------------------------------------------------------------------------------------------------------------------
-@dataclass
-class GPRejectionResult:
-    """``counts`` of the labellings of E (bit j = f_E,j > 0) among the ``n_consistent`` of ``n_sampled`` GP prior
-    draws that fit S. ``P_B(f|S) ≈ count/n_consistent``; ``P(S) ≈ n_consistent/n_sampled``."""
-
-    counts: FunctionCounts
-    n_sampled: int
-    n_consistent: int
-    jitter: float = 0.0
-    config: dict = field(default_factory=dict)
-
-    @property
-    def p_train(self) -> float:
-        return self.n_consistent / self.n_sampled
-
-    def log_pb(self, bits) -> tuple[np.ndarray, np.ndarray]:
-        """``(log P_B, sd of log P_B)`` of labellings ``bits [m, |E|]`` (bool/0-1): log(count/n_consistent) and the
-        binomial delta-method sd √((1 − p)/(n p)); −inf / inf for labellings never drawn."""
-        c = self.counts.lookup(bits).astype(np.float64)
-        n = max(self.n_consistent, 1)
-        with np.errstate(divide="ignore"):
-            p = c / n
-            return np.log(p), np.sqrt((1 - p) / (n * p))
+def _conditional(K: torch.Tensor, n_s: int):
+    """Factors for drawing S then E | S from ``N(0, K)``: ``L_S`` (``K_SS = L_S L_Sᵀ``), ``A = K_ES K_SS⁻¹``,
+    ``L_C`` (``L_C L_Cᵀ = K_EE − K_ES K_SS⁻¹ K_SE``, GPML eq. A.6) and the largest jitter added."""
+    K_ss, K_se, K_ee = K[:n_s, :n_s], K[:n_s, n_s:], K[n_s:, n_s:]
+    L_s, jit_s = _cholesky(K_ss, "K_SS")
+    solved = torch.cholesky_solve(K_se, L_s)                  # K_SS⁻¹ K_SE
+    cond = K_ee - K_se.T @ solved
+    L_c, jit_c = _cholesky(0.5 * (cond + cond.T), "K_EE|S")
+    return L_s, solved.T, L_c, max(jit_s, jit_c)
 
 
 def sample_gp_rejection(K, y_train, *, n_samples: int, seed: int = 0, block: int = 1 << 18,
-                        dtype: torch.dtype = torch.float32) -> GPRejectionResult:
+                        dtype: torch.dtype = torch.float32) -> PriorSamples:
     """P_B(f|S) of the GP ``N(0, K)`` by rejection: ``n_samples`` draws of ``f_S = L_S ξ`` (``K_SS = L_S L_Sᵀ``),
     the ones with ``sign(f_S) = y_S`` completed by ``f_E = A f_S + L_C ζ`` with ``A = K_ES K_SS⁻¹`` and
-    ``L_C L_Cᵀ = K_EE − K_ES K_SS⁻¹ K_SE`` (GPML eq. A.6).
+    ``L_C L_Cᵀ = K_EE − K_ES K_SS⁻¹ K_SE`` (GPML eq. A.6). Returns a
+    :class:`~sgdbayes.prior_sampling.PriorSamples` (its ``log_pb``, ``p_train``; ``config["jitter"]``).
 
     K ``[n_S + n_E]²`` float64 (train first), y_train ``[n_S]`` in {−1, +1}. Draws are made ``block`` at a time from
     generators seeded by ``prior_sampling.block_seed(seed, j)``, so the result depends on (seed, block) only.
     Cost ``O(n_samples · n_S²)`` plus ``O(n_consistent · n_E²)``. ``f_S`` is drawn in ``dtype`` (float32 by default,
     3× faster than float64 here: a sign can only differ when f_S,i is within rounding of 0, an event far rarer than
     the Monte-Carlo error); the completion ``f_E | f_S`` is float64. A jitter added to K_SS or to the conditional
-    covariance (``regularise_kernel``, "auto") is reported in ``jitter``.
+    covariance (``regularise_kernel``, "auto") is reported in ``config["jitter"]``.
     """
     K, y, n_s = _split(K, y_train)
     n = _check_int("n_samples", n_samples, 1)
     block = _check_int("block", block, 1)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    K_ss, K_se, K_ee = K[:n_s, :n_s], K[:n_s, n_s:], K[n_s:, n_s:]
-    L_s, jit_s = _cholesky(K_ss, "K_SS")
-    A = torch.cholesky_solve(K_se, L_s).T                      # [n_E, n_S]
-    cond = K_ee - K_se.T @ torch.cholesky_solve(K_se, L_s)
-    L_c, jit_c = _cholesky(0.5 * (cond + cond.T), "K_EE|S")
+    L_s, A, L_c, jit = _conditional(K, n_s)
     L_sT = L_s.T.to(dtype)
     n_e = K.shape[0] - n_s
     keys, kept = [], 0
@@ -122,8 +105,8 @@ def sample_gp_rejection(K, y_train, *, n_samples: int, seed: int = 0, block: int
             kept += fs.shape[0]
     bits = np.concatenate(keys) if keys else np.zeros((0, n_e), bool)
     counts = FunctionCounts.from_bits(bits, n_bits=n_e)
-    return GPRejectionResult(counts=counts, n_sampled=n, n_consistent=kept, jitter=max(jit_s, jit_c),
-                             config={"seed": seed, "block": block, "dtype": str(dtype)})
+    return PriorSamples(counts=counts, n_sampled=n, n_consistent=kept,
+                        config={"seed": seed, "block": block, "dtype": str(dtype), "jitter": jit})
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -193,14 +176,11 @@ def _ep_start(K: torch.Tensor, y: torch.Tensor, n_s: int, C: int, gen: torch.Gen
     from sgdbayes.gp.ep import ep
     from sgdbayes.gp.log_pb import predictive
 
-    K_ss, K_se, K_ee = K[:n_s, :n_s], K[:n_s, n_s:], K[n_s:, n_s:]
+    K_ss = K[:n_s, :n_s]
     r = ep(K_ss, y, likelihood="step", jitter=None)
     mu_s, cov_s = predictive(K_ss, K_ss, K_ss, r.tau, r.nu)
     L_q, _ = _cholesky(cov_s, "EP posterior covariance on S")
-    L_s, _ = _cholesky(K_ss, "K_SS")
-    A = torch.cholesky_solve(K_se, L_s).T
-    cond = K_ee - K_se.T @ torch.cholesky_solve(K_se, L_s)
-    L_c, _ = _cholesky(0.5 * (cond + cond.T), "K_EE|S")
+    _, A, L_c, _ = _conditional(K, n_s)
     f_s = mu_s + torch.randn(C, n_s, generator=gen, dtype=K.dtype, device=K.device) @ L_q.T
     f_s = f_s.abs() * y
     f_e = f_s @ A.T + torch.randn(C, K.shape[0] - n_s, generator=gen, dtype=K.dtype, device=K.device) @ L_c.T
