@@ -28,8 +28,10 @@ pytestmark = pytest.mark.book
 
 
 def _book_env(root: Path) -> dict[str, str]:
-    """The environment of a real build in ``root``: results and cache under its own _build/."""
+    """The environment of a real build in ``root``: results and cache under its own _build/; a smoke cell that
+    runs 5 minutes (they take seconds) is hung, and fails the build with its traceback instead of stalling CI."""
     env = {**os.environ, "SGDBAYES_ROOT": str(root)}
+    env.setdefault("SGDBAYES_CELL_TIMEOUT", "300")
     for name in ("SGDBAYES_RESULTS_DIR", "SGDBAYES_CACHE_DIR"):
         env.pop(name, None)
     return env

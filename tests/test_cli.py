@@ -1,6 +1,7 @@
 """The CLI on a small throw-away project: validation before execution, execution, skipping, failure reports."""
 
 import json
+import time
 import textwrap
 from pathlib import Path
 
@@ -157,3 +158,64 @@ def test_library_change_reexecutes(project, capsys, monkeypatch):
     monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "v2")
     assert main(["run", "good", "--quiet"]) == 0
     assert "executed in" in capsys.readouterr().out.splitlines()[-1]
+
+
+SLOW = '''\
+# %% tags=["parameters"]
+seconds = 60.0
+# %%
+import time
+print("about to sleep")
+def stuck_here():
+    time.sleep(seconds)
+stuck_here()
+'''
+
+
+def _add_slow_chapter(project):
+    (project / "book" / "slow.py").write_text(SLOW)
+    with open(project / "_toc.yml", "a") as toc:
+        toc.write("  - file: book/slow\n")
+
+
+def test_cell_timeout_interrupts_and_names_the_cell(project, capsys):
+    _add_slow_chapter(project)
+    t0 = time.perf_counter()
+    assert main(["run", "slow", "--quiet", "--cell-timeout", "3"]) == 1
+    assert time.perf_counter() - t0 < 50  # failed at the timeout, did not wait the 60 s out
+    err = capsys.readouterr().err
+    assert "chapter 'slow' failed at cell 2" in err  # cell 1 is papermill's injected parameters
+    assert "CellTimeoutError" in err and "3 s cell timeout" in err
+    assert "about to sleep" in err  # the cell's own output is shown with the failure
+    assert not (project / "book" / "slow.ipynb").exists()
+
+
+def test_cell_timeout_from_the_environment(project, capsys, monkeypatch):
+    _add_slow_chapter(project)
+    monkeypatch.setenv("SGDBAYES_CELL_TIMEOUT", "2")
+    assert main(["run", "slow", "--quiet"]) == 1
+    assert "2 s cell timeout" in capsys.readouterr().err
+    monkeypatch.setenv("SGDBAYES_CELL_TIMEOUT", "0")  # 0: no limit
+    assert main(["run", "slow", "--quiet", "-p", "seconds=0.1"]) == 0
+
+
+@pytest.mark.parametrize("argv, env, needle", [
+    (["--cell-timeout", "-1"], None, "--cell-timeout -1.0: give seconds"),
+    ([], "soon", "SGDBAYES_CELL_TIMEOUT='soon' is not a number"),
+    ([], "-5", "SGDBAYES_CELL_TIMEOUT='-5': give seconds"),
+])
+def test_bad_cell_timeout_is_rejected_before_execution(project, capsys, monkeypatch, argv, env, needle):
+    if env is not None:
+        monkeypatch.setenv("SGDBAYES_CELL_TIMEOUT", env)
+    assert main(["run", "good", "--quiet", *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (project / "book" / "good.ipynb").exists()
+
+
+def test_a_kernel_that_stops_answering_fails_the_run_instead_of_hanging_it(project, capsys, monkeypatch):
+    # papermill waits for kernel_info after the last cell with no limit (nteract/papermill#711); ours is bounded
+    monkeypatch.setattr("sgdbayes.runner.KERNEL_INFO_TIMEOUT_S", 0)
+    assert main(["run", "good", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "KernelUnresponsive" in err and "did not answer kernel_info" in err
+    assert not (project / "book" / "good.ipynb").exists()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sgdbayes.chapters import ConfigError, discover, load_profiles, resolve_parameters
 from sgdbayes.paths import project_root
-from sgdbayes.runner import REPORT, ChapterFailed, DEFAULT_KERNEL, execute, jupyter_book_build
+from sgdbayes.runner import (CELL_TIMEOUT_ENV, DEFAULT_KERNEL, REPORT, ChapterFailed, cell_timeout_from_env, execute,
+                             jupyter_book_build)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -46,10 +47,18 @@ def _env(args) -> dict[str, str]:
     return env
 
 
+def _cell_timeout(args) -> float | None:
+    if args.cell_timeout is None:
+        return cell_timeout_from_env()
+    if args.cell_timeout < 0 or args.cell_timeout != args.cell_timeout:
+        raise ConfigError(f"--cell-timeout {args.cell_timeout}: give seconds (> 0), or 0 for no limit")
+    return args.cell_timeout or None
+
+
 def _run_one(root, chapter, params, args, index: str = "") -> None:
     print(f"{index}{chapter.name} (profile {args.profile})", flush=True)
     result = execute(root, chapter, params, profile=args.profile, kernel=args.kernel, force=args.force,
-                     progress=not args.quiet, env=_env(args))
+                     progress=not args.quiet, env=_env(args), cell_timeout=_cell_timeout(args))
     if result.skipped:
         print(f"  up to date: {result.output.relative_to(root)} (inputs unchanged; --force re-executes)")
     else:
@@ -115,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scheduler", default=None,
                        help="Dask scheduler address (tcp://host:port) for sharded sampling; "
                             "default SGDBAYES_DASK_SCHEDULER or a local cluster")
+        p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                       help=f"fail a cell that runs longer (interrupting it); 0: no limit; default {CELL_TIMEOUT_ENV} "
+                            "or no limit")
 
     p_list = sub.add_parser("list", help="chapters and their parameters per profile")
     p_list.add_argument("--profile", default=None)

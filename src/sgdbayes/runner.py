@@ -4,10 +4,17 @@
 ``_build/partial/<chapter>.ipynb`` → on success the executed notebook is moved to ``book/<chapter>.ipynb`` (git-ignored),
 which jupyter-book renders with execution off. A notebook whose inputs (source, parameters, library source, kernel)
 are unchanged since its last successful run is not executed again.
+
+Every wait on the kernel can be bounded: ``cell_timeout`` (``--cell-timeout`` or ``SGDBAYES_CELL_TIMEOUT``, seconds)
+limits each cell; a cell that overruns is interrupted (so its partial notebook shows where it was) and reported as a
+failure of that cell. papermill itself asks the kernel for ``kernel_info`` after the last cell with no limit at all
+(nteract/papermill#711): :class:`BoundedNotebookClient` bounds that wait too, so a kernel that stops answering fails the
+run instead of hanging it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -21,19 +28,134 @@ from sgdbayes.chapters import Chapter, ConfigError, execution_key
 
 DEFAULT_KERNEL = "python3"
 REPORT = "report"  # always executed last: it reads every chapter's results
+CELL_TIMEOUT_ENV = "SGDBAYES_CELL_TIMEOUT"
+KERNEL_START_TIMEOUT_S = 120  # kernel start-up and the kernel_info handshake (papermill's default is 60)
+KERNEL_INFO_TIMEOUT_S = 120  # the kernel_info papermill requests after the last cell
+_ENGINE = "sgdbayes-bounded"
 
 
 class ChapterFailed(RuntimeError):
     """A chapter's notebook raised; carries the failing cell and the partial notebook's path."""
 
-    def __init__(self, chapter: str, cell_index: int | None, error: str, partial: Path):
+    def __init__(self, chapter: str, cell_index: int | None, error: str, partial: Path, outputs: str = ""):
         self.chapter, self.cell_index, self.error, self.partial = chapter, cell_index, error, partial
-        where = f"cell {cell_index}" if cell_index is not None else "start-up"
+        where = f"cell {cell_index}" if cell_index is not None else "the kernel (start-up or shut-down)"
+        tail = f"  last output of the failing cell:\n{outputs}\n" if outputs else ""
         super().__init__(
-            f"chapter {chapter!r} failed at {where}: {error}\n"
+            f"chapter {chapter!r} failed at {where}: {error}\n{tail}"
             f"  partial output notebook: {partial}\n"
             f"  open it in Jupyter to see the traceback, or rerun: sgdbayes run {chapter} --profile <P>"
         )
+
+
+class KernelUnresponsive(RuntimeError):
+    """The kernel stopped answering (it did not reply to ``kernel_info`` in time)."""
+
+
+def cell_timeout_from_env() -> float | None:
+    """``SGDBAYES_CELL_TIMEOUT`` in seconds (unset, empty or 0: no limit)."""
+    raw = os.environ.get(CELL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{CELL_TIMEOUT_ENV}={raw!r} is not a number; give seconds (> 0) or 0 for no limit") from None
+    if value < 0 or value != value:
+        raise ConfigError(f"{CELL_TIMEOUT_ENV}={raw!r}: give seconds (> 0) or 0 for no limit")
+    return value or None
+
+
+@functools.cache
+def _register_engine() -> None:
+    """Register (once) the papermill engine whose notebook client bounds every wait on the kernel.
+
+    Built on first use: importing papermill costs ~1 s, which ``sgdbayes list`` need not pay."""
+    from queue import Empty
+
+    import nbformat
+    from nbclient.util import ensure_async, run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines, remove_args
+    from papermill.log import logger
+
+    class BoundedNotebookClient(PapermillNotebookClient):
+        """papermill's client, except that the ``kernel_info`` it requests after the last cell (only to record
+        ``language_info``) is bounded by ``KERNEL_INFO_TIMEOUT_S`` and raises :class:`KernelUnresponsive` instead
+        of waiting forever."""
+
+        def execute(self, **kwargs):
+            self.reset_execution_trackers()
+            with self.setup_kernel(**kwargs):
+                self.log.info(f"Executing notebook with kernel: {self.kernel_name}")
+                self.papermill_execute_cells()
+                self.nb.metadata["language_info"] = self._language_info()
+                self.set_widgets_metadata()
+            return self.nb
+
+        async def _async_language_info(self) -> dict:
+            msg_id = await ensure_async(self.kc.kernel_info())
+            deadline = time.monotonic() + KERNEL_INFO_TIMEOUT_S
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=min(remaining, 1.0)))
+                except Empty:
+                    await self._async_check_alive()
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg["content"]["language_info"]
+            raise KernelUnresponsive(f"the kernel did not answer kernel_info within {KERNEL_INFO_TIMEOUT_S} s "
+                                     "after the last cell")
+
+        _language_info = run_sync(_async_language_info)
+
+        async def _async_handle_timeout(self, timeout, cell=None):
+            # an error output, so that papermill reports the timeout (not a bare CellExecutionError) and the
+            # KeyboardInterrupt traceback that follows it shows where the cell was stuck
+            reply = await super()._async_handle_timeout(timeout, cell)
+            if cell is not None:
+                cell.outputs.append(nbformat.v4.new_output(
+                    "error", ename="CellTimeoutError", traceback=[],
+                    evalue=f"the cell ran longer than the {timeout} s cell timeout ({CELL_TIMEOUT_ENV} / "
+                           "--cell-timeout); the kernel was interrupted"))
+            return reply
+
+    class BoundedEngine(NBClientEngine):
+        """papermill's nbclient engine (same arguments) running :class:`BoundedNotebookClient`."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            return BoundedNotebookClient(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                                         kernel_name=kernel_name, log=logger, log_output=log_output,
+                                         stdout_file=stdout_file, stderr_file=stderr_file, **kwargs).execute()
+
+    papermill_engines.register(_ENGINE, BoundedEngine)
+
+
+def _failing_cell_output(nb_path: Path, source: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of text the failing cell (found by its ``source``) printed: streams and
+    tracebacks, ANSI colours removed. A diagnostic only: any problem reading the notebook gives ``""``."""
+    import re
+
+    import nbformat
+
+    try:
+        cells = [c for c in nbformat.read(nb_path, as_version=4).cells
+                 if c.cell_type == "code" and c.source == source]
+    except Exception:  # noqa: BLE001 - the failure itself is reported regardless
+        return ""
+    if not cells:
+        return ""
+    parts = []
+    for out in cells[-1].get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif out.get("output_type") == "error":
+            parts.append("\n".join(out.get("traceback", [])))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(p.rstrip("\n") for p in parts))
+    return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:])
 
 
 @dataclass
@@ -85,8 +207,14 @@ def is_up_to_date(root: Path, chapter: Chapter, key: str) -> bool:
 
 
 def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: str, kernel: str = DEFAULT_KERNEL,
-            force: bool = False, progress: bool = True, env: dict[str, str] | None = None) -> RunResult:
-    """Execute one chapter; raise ``ChapterFailed`` on error (the partial notebook stays in ``_build/partial``)."""
+            force: bool = False, progress: bool = True, env: dict[str, str] | None = None,
+            cell_timeout: float | None = None) -> RunResult:
+    """Execute one chapter; raise ``ChapterFailed`` on error (the partial notebook stays in ``_build/partial``).
+
+    ``cell_timeout``: seconds any one cell may run (None: no limit); an overrunning cell is interrupted and reported.
+    """
+    if cell_timeout is not None and not cell_timeout > 0:
+        raise ConfigError(f"cell_timeout={cell_timeout!r}: give seconds > 0, or None for no limit")
     import logging
 
     import jupytext
@@ -114,16 +242,25 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
                                             *(env or {}))}
     os.environ.update({"SGDBAYES_ROOT": str(root), "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                        **(env or {})})
+    _register_engine()
+    timeouts = {"start_timeout": KERNEL_START_TIMEOUT_S}
+    if cell_timeout is not None:
+        seconds = int(max(1, round(cell_timeout)))
+        # nbclient then interrupts the kernel (the cell's output shows where it was) and fails the cell with this error
+        timeouts.update(execution_timeout=seconds, interrupt_on_timeout=True, error_on_timeout={
+            "ename": "CellTimeoutError", "evalue": f"over {seconds} s", "traceback": []})
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(source_nb), str(partial), parameters=params, kernel_name=kernel, cwd=str(root / "book"),
             progress_bar=progress, log_output=False, report_mode=False, request_save_on_cell_execute=False,
+            engine_name=_ENGINE, **timeouts,
         )
     except PapermillExecutionError as err:
         if out.exists():
             out.unlink()  # never render a stale result beside a failed run
-        raise ChapterFailed(chapter.name, err.cell_index, f"{err.ename}: {err.evalue}", partial) from None
+        raise ChapterFailed(chapter.name, err.cell_index, f"{err.ename}: {err.evalue}", partial,
+                            _failing_cell_output(partial, err.source)) from None
     except Exception as err:  # kernel death, timeouts, ...
         if out.exists():
             out.unlink()
