@@ -48,7 +48,7 @@ def run(ctx) -> list[dict]:
         best = max(best, res.samples_per_second)
         rows.append({"quantity": f"networks/s, |S|=32, chunk {chunk}", "value": res.samples_per_second,
                      "unit": "1/s", "target": None, "ok": None})
-        rows.append({"quantity": f"matmul GFLOP/s / float32 roof, chunk {chunk}", "value": gflops / ctx.roof_gflops["float32"],
+        rows.append({"quantity": f"matmul GFLOP/s / float32 roof, chunk {chunk}", "value": gflops / ctx.roof("float32"),
                      "unit": "ratio", "target": None, "ok": None})
     target = 1e7 / 300
     rows.append({"quantity": "best networks/s, |S|=32 (7→40→40→1)", "value": best, "unit": "1/s",
@@ -59,7 +59,7 @@ def run(ctx) -> list[dict]:
     rows.append({"quantity": "networks/s, S empty (all 128 inputs)", "value": res.samples_per_second, "unit": "1/s",
                  "target": None, "ok": None})
     rows.append({"quantity": "matmul GFLOP/s, S empty", "value": gflops, "unit": "GFLOP/s", "target": None, "ok": None})
-    rows.append({"quantity": "matmul GFLOP/s / float32 roof, S empty", "value": gflops / ctx.roof_gflops["float32"],
+    rows.append({"quantity": "matmul GFLOP/s / float32 roof, S empty", "value": gflops / ctx.roof("float32"),
                  "unit": "ratio", "target": None, "ok": None})
     rows += _side_by_side(ctx, split, n // 2, repeats=2 if ctx.quick else 3)
     rows.append({"quantity": "normals drawn per network", "value": n_parameters(7, WIDTHS), "unit": "", "target": None,

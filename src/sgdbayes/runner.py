@@ -8,8 +8,8 @@ are unchanged since its last successful run is not executed again.
 Every wait on the kernel can be bounded: ``cell_timeout`` (``--cell-timeout`` or ``SGDBAYES_CELL_TIMEOUT``, seconds)
 limits each cell; a cell that overruns is interrupted (so its partial notebook shows where it was) and reported as a
 failure of that cell. papermill itself asks the kernel for ``kernel_info`` after the last cell with no limit at all
-(nteract/papermill#711): :class:`BoundedNotebookClient` bounds that wait too, so a kernel that stops answering fails the
-run instead of hanging it.
+(nteract/papermill#711): the runner's papermill engine (``_register_engine``) bounds that wait too, so a kernel that
+stops answering fails the run instead of hanging it.
 """
 
 from __future__ import annotations
