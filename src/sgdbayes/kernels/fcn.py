@@ -89,7 +89,7 @@ def _check_x(name: str, x, ndim: int | tuple[int, ...] = 2) -> torch.Tensor:
     x = x.to(torch.float64)
     # one reduction, no [n, d] bool temporary: a NaN/inf anywhere makes the sum NaN/inf; only then (or when finite
     # values overflow the sum) is the exact elementwise test run, to name the first bad index
-    if x.numel() and not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
+    if x.numel() and not math.isfinite(float(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise ValueError(f"{name} contains NaN or inf (first at index {bad}: {x[tuple(bad)].item()})")
     return x
