@@ -219,3 +219,42 @@ def test_a_kernel_that_stops_answering_fails_the_run_instead_of_hanging_it(proje
     err = capsys.readouterr().err
     assert "KernelUnresponsive" in err and "did not answer kernel_info" in err
     assert not (project / "book" / "good.ipynb").exists()
+
+
+LOSES_A_REPLY = '''\
+# %% tags=["parameters"]
+k = 1
+# %%
+# make the kernel lose the execute_reply of this very cell, as ipykernel 7.4 was seen to do
+kernel = get_ipython().kernel
+send = kernel.session.send
+def dropping_send(stream, msg_or_type, *args, _send=send, _kernel=kernel, **kwargs):
+    if msg_or_type == "execute_reply" and not getattr(_kernel, "dropped_one", False):
+        _kernel.dropped_one = True
+        return {"content": {"status": "ok"}}  # what the kernel reads back from the message it "sent"
+    return _send(stream, msg_or_type, *args, **kwargs)
+kernel.session.send = dropping_send
+print("before the lost reply")
+# %%
+print("after the lost reply", k + 1)
+'''
+
+
+def test_a_lost_execute_reply_is_recovered_not_waited_for(project, monkeypatch):
+    # in a subprocess with a hard limit: a regression here would otherwise hang the test suite
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SGDBAYES_CELL_TIMEOUT", "0")  # no cell timeout: only the recovery can finish this run
+    (project / "book" / "lossy.py").write_text(LOSES_A_REPLY)
+    with open(project / "_toc.yml", "a") as toc:
+        toc.write("  - file: book/lossy\n")
+    code = ("import sys, sgdbayes.runner as r; r.LOST_REPLY_GRACE_S = 3.0; from sgdbayes.cli import main; "
+            "sys.exit(main(['run', 'lossy', '--quiet']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "execute_reply did not arrive" in proc.stderr
+    nb = nbformat.read(project / "book" / "lossy.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "before the lost reply" in text and "after the lost reply 2" in text
+    assert sum(bool(c.metadata.get("sgdbayes", {}).get("lost_execute_reply")) for c in nb.cells) == 1

@@ -15,6 +15,7 @@ stops answering fails the run instead of hanging it.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ REPORT = "report"  # always executed last: it reads every chapter's results
 CELL_TIMEOUT_ENV = "SGDBAYES_CELL_TIMEOUT"
 KERNEL_START_TIMEOUT_S = 120  # kernel start-up and the kernel_info handshake (papermill's default is 60)
 KERNEL_INFO_TIMEOUT_S = 120  # the kernel_info papermill requests after the last cell
+LOST_REPLY_GRACE_S = 30.0  # after a cell's 'idle' on IOPub, how long its execute_reply may still take
 _ENGINE = "sgdbayes-bounded"
 
 
@@ -71,6 +73,7 @@ def _register_engine() -> None:
     """Register (once) the papermill engine whose notebook client bounds every wait on the kernel.
 
     Built on first use: importing papermill costs ~1 s, which ``sgdbayes list`` need not pay."""
+    import asyncio
     from queue import Empty
 
     import nbformat
@@ -80,9 +83,15 @@ def _register_engine() -> None:
     from papermill.log import logger
 
     class BoundedNotebookClient(PapermillNotebookClient):
-        """papermill's client, except that the ``kernel_info`` it requests after the last cell (only to record
-        ``language_info``) is bounded by ``KERNEL_INFO_TIMEOUT_S`` and raises :class:`KernelUnresponsive` instead
-        of waiting forever."""
+        """papermill's client with every wait on the kernel bounded or recoverable:
+
+        * the ``kernel_info`` papermill requests after the last cell (only to record ``language_info``) is bounded by
+          ``KERNEL_INFO_TIMEOUT_S`` and raises :class:`KernelUnresponsive` instead of waiting forever;
+        * a cell whose ``idle`` status has arrived on IOPub (the kernel finished it; every output is in) but whose
+          ``execute_reply`` has not arrived ``LOST_REPLY_GRACE_S`` later is completed from its outputs, with a
+          warning, instead of waiting forever for a reply the kernel lost;
+        * a cell timeout adds a ``CellTimeoutError`` output naming the limit before the kernel is interrupted.
+        """
 
         def execute(self, **kwargs):
             self.reset_execution_trackers()
@@ -109,6 +118,31 @@ def _register_engine() -> None:
 
         _language_info = run_sync(_async_language_info)
 
+        async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+            reply = asyncio.ensure_future(super()._async_poll_for_reply(
+                msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive))
+            try:
+                while not reply.done():
+                    await asyncio.wait({reply}, timeout=1.0)
+                    if reply.done() or not task_poll_output_msg.done():
+                        continue
+                    if task_poll_output_msg.cancelled() or task_poll_output_msg.exception() is not None:
+                        continue  # nbclient handles (and raises) these itself
+                    await asyncio.wait({reply}, timeout=LOST_REPLY_GRACE_S)
+                    if reply.done():
+                        break
+                    task_poll_kernel_alive.cancel()
+                    logging.getLogger(__name__).warning(
+                                     "the kernel finished cell %s (idle on IOPub) but its execute_reply did not "
+                                     "arrive within %s s; completing the cell from its outputs",
+                                     cell.get("id", "?"), LOST_REPLY_GRACE_S)
+                    cell.metadata.setdefault("sgdbayes", {})["lost_execute_reply"] = True
+                    return _reply_from_outputs(msg_id, cell)
+                return reply.result()
+            finally:
+                if not reply.done():
+                    reply.cancel()
+
         async def _async_handle_timeout(self, timeout, cell=None):
             # an error output, so that papermill reports the timeout (not a bare CellExecutionError) and the
             # KeyboardInterrupt traceback that follows it shows where the cell was stuck
@@ -119,6 +153,16 @@ def _register_engine() -> None:
                     evalue=f"the cell ran longer than the {timeout} s cell timeout ({CELL_TIMEOUT_ENV} / "
                            "--cell-timeout); the kernel was interrupted"))
             return reply
+
+    def _reply_from_outputs(msg_id: str, cell) -> dict:
+        """The execute_reply a finished cell would have had: an error if it shows an error output, else ok."""
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        content = {"status": "ok", "execution_count": None}
+        if errors:
+            content = {"status": "error", "execution_count": None, "ename": errors[-1].get("ename", ""),
+                       "evalue": errors[-1].get("evalue", ""), "traceback": errors[-1].get("traceback", [])}
+        return {"parent_header": {"msg_id": msg_id}, "header": {"msg_type": "execute_reply"}, "metadata": {},
+                "content": content}
 
     class BoundedEngine(NBClientEngine):
         """papermill's nbclient engine (same arguments) running :class:`BoundedNotebookClient`."""
@@ -215,7 +259,6 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
     """
     if cell_timeout is not None and not cell_timeout > 0:
         raise ConfigError(f"cell_timeout={cell_timeout!r}: give seconds > 0, or None for no limit")
-    import logging
 
     import jupytext
     import nbformat
