@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sgdbayes.chapters import ConfigError, discover, load_profiles, resolve_parameters
 from sgdbayes.paths import project_root
-from sgdbayes.runner import (CELL_TIMEOUT_ENV, DEFAULT_KERNEL, REPORT, ChapterFailed, cell_timeout_from_env, execute,
-                             jupyter_book_build)
+from sgdbayes.runner import (CELL_TIMEOUT_ENV, DEFAULT_KERNEL, REPORT, ChapterFailed, cell_timeout_from_env,
+                             cell_timeout_seconds, execute, jupyter_book_build)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -50,9 +50,7 @@ def _env(args) -> dict[str, str]:
 def _cell_timeout(args) -> float | None:
     if args.cell_timeout is None:
         return cell_timeout_from_env()
-    if args.cell_timeout < 0 or args.cell_timeout != args.cell_timeout:
-        raise ConfigError(f"--cell-timeout {args.cell_timeout}: give seconds (> 0), or 0 for no limit")
-    return args.cell_timeout or None
+    return cell_timeout_seconds(args.cell_timeout, f"--cell-timeout {args.cell_timeout}")
 
 
 def _run_one(root, chapter, params, args, index: str = "") -> None:

@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 import torch
@@ -332,11 +333,11 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
         # run early and finished results never pile up
         todo = iter(starts)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sample_prior") as pool:
-            inflight: deque = deque(pool.submit(work, f) for f in _take(todo, 2 * threads))
+            inflight: deque = deque(pool.submit(work, f) for f in islice(todo, 2 * threads))
             try:
                 while inflight:
                     result = inflight.popleft().result()
-                    inflight.extend(pool.submit(work, f) for f in _take(todo, 1))
+                    inflight.extend(pool.submit(work, f) for f in islice(todo, 1))
                     absorb(*result)
             finally:
                 for fut in inflight:
@@ -353,17 +354,6 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
               "device": dev.type}
     return PriorSamples(counts=counts, n_sampled=int(n_samples), n_consistent=n_consistent, seconds=seconds,
                         config=config)
-
-
-def _take(it, n: int) -> list:
-    """Up to ``n`` next items of iterator ``it``."""
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            break
-    return out
 
 
 def sample_prior_shard(seed: int, n_samples: int, **config) -> FunctionCounts:

@@ -54,18 +54,21 @@ class KernelUnresponsive(RuntimeError):
     """The kernel stopped answering (it did not reply to ``kernel_info`` in time)."""
 
 
+def cell_timeout_seconds(value, what: str) -> float | None:
+    """A cell timeout as given (``what`` names its source in errors): seconds > 0, or None for 0 (no limit)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} is not a number; give seconds (> 0) or 0 for no limit") from None
+    if not seconds >= 0:  # negative or NaN
+        raise ConfigError(f"{what}: give seconds (> 0) or 0 for no limit")
+    return seconds or None
+
+
 def cell_timeout_from_env() -> float | None:
     """``SGDBAYES_CELL_TIMEOUT`` in seconds (unset, empty or 0: no limit)."""
     raw = os.environ.get(CELL_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{CELL_TIMEOUT_ENV}={raw!r} is not a number; give seconds (> 0) or 0 for no limit") from None
-    if value < 0 or value != value:
-        raise ConfigError(f"{CELL_TIMEOUT_ENV}={raw!r}: give seconds (> 0) or 0 for no limit")
-    return value or None
+    return cell_timeout_seconds(raw, f"{CELL_TIMEOUT_ENV}={raw!r}") if raw else None
 
 
 @functools.cache

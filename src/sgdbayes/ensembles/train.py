@@ -313,6 +313,16 @@ def _epoch_check(model, params, logits_shared, X, y, target, threshold, loss, x_
     return finite_np, fit_np, acc_np, loss_np
 
 
+def _minibatch(X: Tensor, target: Tensor, perm, s: int, B: int, single: bool) -> tuple[Tensor, Tensor]:
+    """Inputs and targets of step ``s`` of an epoch: ``(X, target)`` for full batch (``perm`` None); one network's
+    ``[B, *in_shape]``, ``[B]`` when ``single``; else each network's own rows ``[M, B, *in_shape]``, ``[M, B]``
+    (``index_select`` of the flattened indices: the same rows as ``X[idx]``, gathered ~1.7× faster on CPU)."""
+    if perm is None:
+        return X, target
+    idx = perm[0, s * B:(s + 1) * B] if single else perm[:, s * B:(s + 1) * B]
+    return X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:]), target[idx]
+
+
 def _grad_logits(logits: Tensor, target: Tensor, loss: str) -> Tensor:
     """∂(mean loss over the b examples)/∂logits for each network, as autograd forms it from ``_per_net_loss``:
     CE ``(σ(z) − y)/b``, MSE ``2(z − t)/b``; logits ``[M, b]`` or ``[b]``, target the same shape."""
@@ -479,31 +489,19 @@ def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epo
         epoch += 1
         perm = None if full_batch else epoch_permutations(keys, epoch, n)
         for s in range(steps_per_epoch):
+            xb, tb = _minibatch(X, target, perm, s, B, single)
             if fused_sgd:
-                if single:
-                    idx = perm[0, s * B:(s + 1) * B] if not full_batch else None
-                    xb = X if full_batch else X.index_select(0, idx)
-                    tb = target if full_batch else target[idx]
-                else:
-                    idx = perm[:, s * B:(s + 1) * B]
-                    xb = X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:])
-                    tb = target[idx]
                 model.sgd_step_(params, xb, lambda z: _grad_logits(z, tb, loss), lr)
                 state["step"] += 1
                 continue
             with torch.enable_grad():
                 if full_batch:
                     logits = logits_shared(params, X)
-                    total = _per_net_loss(logits, target, loss).sum()
                 elif single:
-                    idx = perm[0, s * B:(s + 1) * B]
-                    logits = model.forward_single(params, X[idx]).unsqueeze(0)
-                    total = _per_net_loss(logits, target[idx], loss).sum()
+                    logits = model.forward_single(params, xb).unsqueeze(0)
                 else:
-                    idx = perm[:, s * B:(s + 1) * B]
-                    # index_select of the flattened indices: the same rows as X[idx], gathered ~1.7× faster on CPU
-                    logits = model.forward(params, X.index_select(0, idx.reshape(-1)).view(*idx.shape, *X.shape[1:]))
-                    total = _per_net_loss(logits, target[idx], loss).sum()
+                    logits = model.forward(params, xb)
+                total = _per_net_loss(logits, tb, loss).sum()
                 grads = torch.autograd.grad(total, params)
             opt.step(params, grads, state)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sgdbayes.device import torch_threads
 from sgdbayes.ou.models import Model
 from sgdbayes.ou.theory import StabilityWarning, as_preconditioner, check_psd
 from sgdbayes.seed import make_generator
@@ -187,12 +188,8 @@ def small_op_threads(work: float, threshold: float = 4e6):
     if work >= threshold or torch.get_num_threads() == 1:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _as_param(H, P, dtype, device):
