@@ -2,9 +2,10 @@
 
 Same work: every network trains exactly ``epochs`` epochs (the training set holds one input twice with opposite labels,
 so no network can fit and stop early) with its own minibatch order, SGD, BCE loss, and a full-S accuracy check after
-each epoch. The loop is plain ``torch.nn`` + ``torch.optim``, one network after another. FLOPs count forward + backward
-(3× the forward multiply-adds ×2) of the minibatch steps. Width ≥ 256 on CPU runs one network per chunk (the
-single-network path); the plain-SGD runs here take the fused SGD step (``FCN.sgd_step_``). Further rows: the book's
+each epoch. The loop is plain ``torch.nn`` + ``torch.optim``, one network after another. FLOPs count forward +
+backward of the training steps (``_train_flops``: 2 per multiply-add; the first layer's backward is its weight
+gradient only). Width ≥ 256 on CPU runs one network per chunk (the single-network path); the plain-SGD runs here take
+the fused SGD step (``FCN.sgd_step_``). Further rows: the book's
 MNIST setting (784→40→40→1 on 500 shipped digits, batch 32, MSE, SGD lr 0.05; 2 epochs per network) as throughput
 and fraction of the float32 GEMM roof, and one full-batch step of a wide ensemble (one shared GEMM for the first
 layer) against that roof.

@@ -15,11 +15,12 @@ Rows per n:
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import numpy as np
 import torch
+
+from roof import load_rows
 
 from sgdbayes.gp import ep, log_pb
 
@@ -82,9 +83,7 @@ def run(ctx) -> list[dict]:
     except ImportError:
         have_gpy = False
     rows: list[dict] = []
-    if hasattr(os, "getloadavg"):   # the machine is often shared: the ratios are side by side, the seconds are not
-        rows.append({"quantity": "load average (1 min) at the start", "value": os.getloadavg()[0], "unit": "",
-                     "target": None, "ok": None})
+    rows += load_rows()
     kernel_name = None
     for n in sizes:
         x = torch.tensor(X[perm[:n]] / 255.0, dtype=torch.float64, device=dev)

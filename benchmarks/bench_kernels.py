@@ -14,11 +14,10 @@ CPU time / 2 means the cores were busy with something else.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import torch
-from roof import time_call
+from roof import load_rows, time_call
 
 from sgdbayes.kernels import nngp_fcn
 
@@ -42,9 +41,7 @@ def run(ctx) -> list[dict]:
     sizes = (1000, 2000) if ctx.quick else (1000, 2000, 5000)
     gen = torch.Generator(device=ctx.device).manual_seed(0)
     rows = []
-    if hasattr(os, "getloadavg"):
-        rows.append({"quantity": "load average (1 min) at the start", "value": os.getloadavg()[0], "unit": "",
-                     "target": None, "ok": None})
+    rows += load_rows()
     for n in sizes:
         x = torch.rand(n, D, dtype=torch.float64, device=ctx.device, generator=gen)
         big = n >= 5000

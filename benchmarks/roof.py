@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
+
+
+def load_rows() -> list[dict]:
+    """The 1-minute load average as a row, where the OS reports one: the machine is often shared, so the ratios are
+    side by side but the seconds are not."""
+    if not hasattr(os, "getloadavg"):
+        return []
+    return [{"quantity": "load average (1 min) at the start", "value": os.getloadavg()[0], "unit": "",
+             "target": None, "ok": None}]
 
 
 def _sync(device: torch.device) -> None:
