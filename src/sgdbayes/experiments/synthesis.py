@@ -79,6 +79,7 @@ def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches:
     Every setting uses the same seeds, so the same initialisations (common random numbers). ``stop_rule`` "clean"
     stops at the end of the first epoch at which the sign of the logit fits S; any other rule is passed on to the
     trainer (which rejects rules it does not know)."""
+    from sgdbayes.device import get_device, torch_threads
     from sgdbayes.experiments import function_probability as fp
 
     lrs = [_check_pos("lr", lr) for lr in lrs]
@@ -90,12 +91,15 @@ def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches:
         raise ValueError(f"every batch size must be <= |S| = {n_train}, got {max(batches)}")
     extra = {} if stop_rule == "clean" else {"stop_rule": stop_rule}
     out = {}
-    for lr in lrs:
-        for b in batches:
-            out[(lr, b)] = fp.train_functions(
-                x_train, y_train, x_test, n_networks=n_networks, seed=seed, shard_size=shard_size,
-                name=f"synthesis.grid.{stop_rule}", progress=progress, hidden=list(hidden), sigma_w=sigma_w,
-                sigma_b=sigma_b, lr=lr, batch_size=b, max_epochs=max_epochs, device=device, **extra)
+    # small nets and minibatches: one torch thread (two spinning threads on a shared 2-core machine cost several
+    # times the CPU for the same work)
+    with torch_threads(1, get_device(device)):
+        for lr in lrs:
+            for b in batches:
+                out[(lr, b)] = fp.train_functions(
+                    x_train, y_train, x_test, n_networks=n_networks, seed=seed, shard_size=shard_size,
+                    name=f"synthesis.grid.{stop_rule}", progress=progress, hidden=list(hidden), sigma_w=sigma_w,
+                    sigma_b=sigma_b, lr=lr, batch_size=b, max_epochs=max_epochs, device=device, **extra)
     return out
 
 
@@ -154,11 +158,12 @@ def agreement(counts: FunctionCounts, log_pb: np.ndarray, true_labels, *, min_co
     return res
 
 
-def grid_table(runs: Mapping, table, true_labels, *, min_count: int = 10, n_train: int, n_boot: int = 200,
+def grid_table(runs: Mapping, lookup, true_labels, *, min_count: int = 10, n_train: int, n_boot: int = 200,
                seed: int = 0):
     """One row per (η, b) of :func:`temperature_grid`: temperature η/b, how many networks fitted / did not fit /
-    diverged, and :func:`agreement` with P_B from the :class:`~sgdbayes.experiments.function_probability.PBTable`
-    ``table`` (a setting where no network fitted gets its counts and NaN elsewhere — reported, not dropped)."""
+    diverged, the fraction that fit S (``fit_fraction`` ± binomial ``fit_fraction_se``), and :func:`agreement` with
+    P_B, where ``lookup(counts) → log P_B`` per function (e.g. a ``PBTable.lookup``). A setting where no network
+    fitted keeps its row, with NaN statistics — reported, never dropped."""
     import pandas as pd
 
     rows = []
@@ -166,8 +171,10 @@ def grid_table(runs: Mapping, table, true_labels, *, min_count: int = 10, n_trai
         row = {"lr": lr, "batch": b, "eta_over_b": lr / b, "networks": run.n_networks, "fitted": run.n_fitted,
                "not_fitted": run.n_not_fitted, "diverged": run.n_diverged, "lost_fit": run.n_lost_fit,
                "mean_epochs": run.mean_epochs_to_fit, "steps_to_fit": run.mean_epochs_to_fit * math.ceil(n_train / b)}
+        f = run.n_counted / run.n_networks
+        row.update(fit_fraction=f, fit_fraction_se=math.sqrt(f * (1 - f) / run.n_networks))
         if run.n_counted:
-            row.update(agreement(run.counts, table.lookup(run.counts), true_labels, min_count=min_count,
+            row.update(agreement(run.counts, lookup(run.counts), true_labels, min_count=min_count,
                                  n_boot=n_boot, seed=seed))
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["eta_over_b", "batch"]).reset_index(drop=True)
@@ -390,10 +397,11 @@ class AveragingRun:
 
 
 def averaging_runs(x_train, y_train, x_test, *, n_networks: int, lr: float, batch: int, epochs: int, seed: int = 0,
-                   hidden: Sequence[int] = (40, 40), sigma_w: float = 1.0, sigma_b: float = 1.0,
-                   device: str = "cpu") -> AveragingRun:
-    """Polyak averaging of SGD from its own solutions: :func:`sgd_solutions`, then ``epochs`` epochs of the same
-    plain SGD (cross-entropy, no prior; minibatches drawn with replacement) per network, averaging the iterates."""
+                   continue_lr: float | None = None, hidden: Sequence[int] = (40, 40), sigma_w: float = 1.0,
+                   sigma_b: float = 1.0, device: str = "cpu") -> AveragingRun:
+    """Polyak averaging of SGD from its own solutions: :func:`sgd_solutions` at (``lr``, ``batch``), then
+    ``epochs`` epochs of plain SGD at ``continue_lr`` (default ``lr``; cross-entropy, no prior; minibatches drawn
+    with replacement) per network, averaging the iterates."""
     from sgdbayes.device import get_device, torch_threads
     from sgdbayes.mcmc import FCNPosterior
     from sgdbayes.seed import make_generator
@@ -406,6 +414,14 @@ def averaging_runs(x_train, y_train, x_test, *, n_networks: int, lr: float, batc
     post = FCNPosterior(xtr, _np(y_train), widths=hidden, sigma_w=sigma_w, sigma_b=sigma_b, device=dev)
     xe = torch.as_tensor(_np(x_test), device=dev)
     keep = np.flatnonzero(sol["fitted"])
+    n_e = xe.shape[0]
+    if keep.size == 0:
+        empty = np.zeros((0, n_e), dtype=bool)
+        return AveragingRun(solution=empty, final=empty, polyak=empty, iasg=np.zeros((0, epochs, n_e), dtype=bool),
+                            fits_final=np.zeros(0, bool), fits_polyak=np.zeros(0, bool),
+                            used=np.zeros(n_networks, bool), n_excluded=int(n_networks), lr=float(lr),
+                            batch=int(batch), epochs=epochs)
+    step_lr = float(lr if continue_lr is None else _check_pos("continue_lr", continue_lr))
     u = post.whiten([torch.as_tensor(p[keep], device=dev) for p in sol["params"]])
     inv_s2 = 1.0 / post.scale_vector**2
     n = xtr.shape[0]
@@ -418,7 +434,7 @@ def averaging_runs(x_train, y_train, x_test, *, n_networks: int, lr: float, batc
             win = torch.zeros_like(u)
             for _ in range(steps_per_epoch):
                 idx = torch.randint(0, n, (u.shape[0], batch), generator=gen, device=dev)
-                u = u - lr * inv_s2 * post.minibatch_grad(u, idx, 1.0, prior_weight=0.0)
+                u = u - step_lr * inv_s2 * post.minibatch_grad(u, idx, 1.0, prior_weight=0.0)
                 win += u
             mean += win
             iasg.append(post.labels(win / steps_per_epoch, xe).cpu().numpy())
@@ -454,4 +470,39 @@ def function_mass(functions_bits, probs_of) -> float:
     return float(np.nansum(p))
 
 
-PARAMETERS = None  # the chapter's parameter spec, set below once sgdbayes.params exists (issue 11)
+# --------------------------------------------------------------------------------------------------------------------
+# the chapter's parameters (checked by `sgdbayes run/book` before any kernel starts)
+# --------------------------------------------------------------------------------------------------------------------
+def _parameters():
+    from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec, Str  # noqa: F401
+
+    return Spec(
+        profile=Choice("smoke", "default", "paper"), device=Choice("auto", "cpu", "cuda"), seed=Int(min=0),
+        bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0),
+        hidden=List(Int(min=1), min_len=1), sigma_w=Float(gt=0), sigma_b=Float(gt=0),
+        grid_lrs=List(Float(gt=0), min_len=1), grid_batches=List(Int(min=1), min_len=1),
+        grid_networks=Int(min=1), grid_max_epochs=Int(min=1), stop_rules=List(Str(), min_len=1),
+        min_count=Int(min=1), prior_samples=Int(min=1),
+        mcmc_tau=Float(gt=0), mcmc_tau_start=Float(gt=0), mcmc_chains=Int(min=2), mcmc_warmup=Int(min=1),
+        mcmc_draws=Int(min=4), mcmc_leapfrog=Int(min=1),
+        local_lr=Float(gt=0), local_batch=Int(min=1), local_weight_decay=Float(gt=0),
+        local_fractions=List(Float(gt=0), min_len=1), local_chains=Int(min=1), local_steps=Int(min=1),
+        local_burn_in=Int(min=0), local_thin=Int(min=1), local_star_chains=Int(min=1), local_star_steps=Int(min=1),
+        avg_networks=Int(min=1), avg_lr=Float(gt=0), avg_batch=Int(min=1), avg_epochs=Int(min=1),
+        relations=[
+            Rule(lambda p: max(p["grid_batches"]) <= p["bool_n_train"], "every grid_batches entry <= bool_n_train"),
+            Rule(lambda p: p["local_batch"] <= p["bool_n_train"] and p["avg_batch"] <= p["bool_n_train"],
+                 "local_batch and avg_batch <= bool_n_train"),
+            Rule(lambda p: p["avg_lr"] in p["grid_lrs"] and p["avg_batch"] in p["grid_batches"],
+                 "(avg_lr, avg_batch) must be a setting of the grid (grid_lrs × grid_batches)"),
+            Rule(lambda p: p["mcmc_tau"] <= p["mcmc_tau_start"], "mcmc_tau <= mcmc_tau_start"),
+            Rule(lambda p: "clean" in p["stop_rules"], "stop_rules must include 'clean'"),
+            Rule(lambda p: p["local_thin"] <= p["local_steps"], "local_thin <= local_steps"),
+        ],
+    )
+
+
+try:
+    PARAMETERS = _parameters()
+except ImportError:  # sgdbayes.params (issue 11) is not on main yet: nothing to declare against
+    PARAMETERS = None

@@ -46,7 +46,7 @@ def _rhat_core(x: np.ndarray) -> float:
     means = x.mean(1)
     W = x.var(1, ddof=1).mean()
     B_over_n = means.var(ddof=1)
-    if W == 0:
+    if W <= 1e-12 * max(B_over_n, np.finfo(np.float64).tiny):  # constant within every chain (up to rounding)
         return float("nan") if B_over_n == 0 else float("inf")
     var_plus = (n - 1) / n * W + B_over_n
     return float(np.sqrt(var_plus / W))

@@ -234,32 +234,27 @@ class FCNPosterior:
             self._backward(grad, delta, acts, parts)
         return grad
 
-    def per_example_grads(self, u: Tensor, tau: float) -> Tensor:
-        """Per-example gradients ``[n, P]`` of ``softplus(−s_n z_n/τ)`` (likelihood terms only) at one ``u [P]``:
-        each example is run as its own chain through :meth:`_backward`."""
-        _check_tau(tau)
+    def _per_example(self, u: Tensor, dloss_dz) -> Tensor:
+        """``[n, P]``: for each training example n, ``dloss_dz(z_n, s_n) · ∇_u z_n`` at one ``u [P]`` — each example
+        run as its own chain through :meth:`_backward`."""
         if u.ndim != 1 or u.shape[0] != self.n_params:
             raise ValueError(f"u must be [{self.n_params}], got shape {tuple(u.shape)}")
         n = self.n_train
         with torch.no_grad():
             uu = u.expand(n, -1).contiguous()
             z, acts, parts = self._forward(uu, self.x_train.unsqueeze(1))
-            s = self.s_train.unsqueeze(1)
             grad = torch.zeros_like(uu)
-            self._backward(grad, -(s / tau) * torch.sigmoid(-s * z / tau), acts, parts)
+            self._backward(grad, dloss_dz(z, self.s_train.unsqueeze(1)), acts, parts)
         return grad
+
+    def per_example_grads(self, u: Tensor, tau: float) -> Tensor:
+        """Per-example gradients ``[n, P]`` of ``softplus(−s_n z_n/τ)`` (likelihood terms only) at one ``u [P]``."""
+        _check_tau(tau)
+        return self._per_example(u, lambda z, s: -(s / tau) * torch.sigmoid(-s * z / tau))
 
     def per_example_logit_grads(self, u: Tensor) -> Tensor:
         """Gradients ``[n, P]`` of each training logit ``z_n`` with respect to ``u`` at one ``u [P]``."""
-        if u.ndim != 1 or u.shape[0] != self.n_params:
-            raise ValueError(f"u must be [{self.n_params}], got shape {tuple(u.shape)}")
-        n = self.n_train
-        with torch.no_grad():
-            uu = u.expand(n, -1).contiguous()
-            z, acts, parts = self._forward(uu, self.x_train.unsqueeze(1))
-            grad = torch.zeros_like(uu)
-            self._backward(grad, torch.ones_like(z), acts, parts)
-        return grad
+        return self._per_example(u, lambda z, s: torch.ones_like(z))
 
     def prior_hessian_diag(self) -> Tensor:
         """``[P]``: the (diagonal) Hessian of the negative log prior in u."""
