@@ -315,6 +315,27 @@ def scorecard(directory: Path | None = None, root: Path | None = None) -> pd.Dat
     return table
 
 
+def header_markdown(card: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The line above the summary: where the numbers come from, a warning for smoke-profile numbers, duplicated
+    claim ids."""
+    from sgdbayes.paths import results_dir
+
+    if table.empty and card.empty:
+        return (f"No chapter has recorded results yet (looked in `{results_dir()}`). Run `sgdbayes book` or "
+                "`sgdbayes run CHAPTER` first.")
+    profiles = sorted({p for p in table["profile"] if p and p != "—"}) if not table.empty else []
+    chapters = sorted(set(table["chapter"])) if not table.empty else []
+    parts = [f"Rows declared by {len(set(card.loc[card['declared'], 'chapter'])) if not card.empty else 0} "
+             f"chapter(s); numbers from {len(chapters)} chapter(s), profile(s): "
+             f"{', '.join(f'`{p}`' for p in profiles) or '—'}."]
+    if "smoke" in profiles:
+        parts.append("**Some numbers come from the `smoke` profile**, which only checks that the code runs: at "
+                     "that scale no status below means anything.")
+    if card.attrs.get("duplicates"):
+        parts.append("Claims declared twice (the later one is shown): " + "; ".join(card.attrs["duplicates"]) + ".")
+    return " ".join(parts)
+
+
 def summary_counts(card: pd.DataFrame) -> pd.DataFrame:
     """Rows: papers; columns: the statuses (and "not declared"); cells: number of scorecard rows."""
     cols = [*STATUSES, UNDECLARED]
