@@ -10,6 +10,7 @@ what (``pytest tests/test_book.py -k report`` runs one page's checks; the build 
 - ``reprs``: no ``Text(...)`` or ``<Figure size ...>`` repr leaked into an output;
 - ``tables``: no NaN in a table cell;
 - ``figures``: every figure image sits in a numbered, captioned figure and is shown at ≥ 90% of its width;
+- ``widgets``: saved widget state renders (the widget JavaScript is served from the build, not a CDN);
 - ``summary``: a chapter page has its "What this shows" section;
 - ``scorecard`` (the report page): every row has a status, none is "not declared", every row's link reaches a
   section that exists.
@@ -165,6 +166,8 @@ const collect = () => {
         mathErrors: document.querySelectorAll('mjx-merror').length,
         mathjax: typeof MathJax !== 'undefined',
         traces: document.querySelectorAll('.output.traceback, .output.error').length,
+        widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+        widgetsRendered: document.querySelectorAll('.jupyter-widgets').length,
         body: document.body.innerText});
 };
 const settle = () => setTimeout(collect, 1500);   // widgets render asynchronously after MathJax
@@ -212,6 +215,12 @@ def check_loads(state: dict) -> list[str]:
     if state["traces"] or "Traceback (most recent call last)" in state["body"]:
         problems.append("shows a Python traceback")
     return problems
+
+
+def check_widgets(state: dict) -> list[str]:
+    views, rendered = state.get("widgetViews", 0), state.get("widgetsRendered", 0)
+    return [f"{views} saved widget views but nothing rendered (widget JavaScript from _static/vendor not loaded?)"
+            ] if views and not rendered else []
 
 
 def check_console(state: dict) -> list[str]:
@@ -289,7 +298,7 @@ def check_scorecard(state: dict, ids_by_path: dict[str, set[str]]) -> list[str]:
 
 
 CHECKS = {"loads": check_loads, "console": check_console, "raw_tex": check_raw_tex, "reprs": check_reprs,
-          "tables": check_tables, "figures": check_figures}
+          "tables": check_tables, "figures": check_figures, "widgets": check_widgets}
 CASES = ([(p, c) for p in PAGES for c in CHECKS] + [(p, "summary") for p in CHAPTER_PAGES]
          + ([(REPORT_PAGE, "scorecard")] if REPORT_PAGE else []))
 
@@ -328,6 +337,8 @@ def test_checks_catch_what_they_claim():
     assert not check_figures({**base, "imgs": [img]})
     assert check_figures({**base, "imgs": [{**img, "attr": None}]})          # 1000-px image shown at 500
     assert check_figures({**base, "imgs": [{**img, "figure": False, "caption": "", "number": False}]})
+    assert check_widgets({**base, "widgetViews": 2, "widgetsRendered": 0})
+    assert not check_widgets({**base, "widgetViews": 2, "widgetsRendered": 5})
     assert check_summary({**base, "headings": ["Intro", "Summary"]})
     assert not check_summary({**base, "headings": ["What this shows"]})
     claims = [{"id": "a", "status": "not declared", "href": None},
