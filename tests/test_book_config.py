@@ -39,6 +39,30 @@ and {eq}`eq-lyapunov` gives $\Sigma \propto \varepsilon/S$ {cite:p}`mandt2017`, 
 """
 
 
+NOTEBOOK_CELLS = [
+    ("markdown", "# Figures"),
+    ("code", "from myst_nb import glue\nfrom sgdbayes import plots\nplots.book_style()"),
+    ("code", "fig, axes = plots.new_figure(3, 1, width=4.4, height=3.4)\n"
+             "for ax in axes.flat:\n    ax.loglog([1e-9, 1.0], [1e-9, 1.0], label='a legend entry')\n"
+             "    ax.legend(fontsize='xx-small')\n"
+             "glue('fig-test-panels', fig, display=False)"),
+    ("markdown", "```{glue:figure} fig-test-panels\n:name: fig-test-panels\n\n**Three panels.** A caption.\n```\n\n"
+                 "As {numref}`fig-test-panels` shows."),
+]
+
+
+def _executed_notebook(path: Path) -> None:
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
+                for kind, src in NOTEBOOK_CELLS]
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -49,7 +73,8 @@ def built(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "references.bib", root / "references.bib")
     shutil.copytree(ROOT / "_static", root / "_static")
     (root / "page.md").write_text(PAGE)
-    (root / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    _executed_notebook(root / "figs.ipynb")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: page\nchapters:\n  - file: figs\n")
     proc = subprocess.run([str(exe), "build", str(root), "-W", "--keep-going"], cwd=root, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"mini book failed to build:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -79,6 +104,19 @@ def test_labelled_equation_is_numbered_and_referenced(built):
     assert 'id="equation-eq-lyapunov"' in html
     assert re.search(r'<span class="eqno">\(1\)', html), "the labelled equation carries no number"
     assert re.search(r'href="#equation-eq-lyapunov"[^>]*>\(1\)', html), "{eq} does not link to the equation"
+
+
+def test_glued_figure_is_numbered_captioned_and_fits_the_column(built):
+    html = (built.parent / "figs.html").read_text()
+    fig = re.search(r'<figure[^>]*id="fig-test-panels".*?</figure>', html, flags=re.S)
+    assert fig, "the glued figure is not a <figure> with the given :name:"
+    assert re.search(r'<span class="caption-number">Fig\. 1 </span>', fig.group(0))
+    assert "Three panels." in fig.group(0)
+    width = int(re.search(r'style="width: (\d+)px', fig.group(0)).group(1))
+    from sgdbayes.plots import CONTENT_WIDTH_PX
+
+    assert 0.8 * CONTENT_WIDTH_PX <= width <= CONTENT_WIDTH_PX      # 2× PNG shown at its CSS size, fits
+    assert re.search(r'href="#fig-test-panels"[^>]*>.*?Fig\. 1', html, flags=re.S), "{numref} does not link"
 
 
 def test_citations_are_author_year_with_round_brackets(built):
