@@ -25,6 +25,7 @@ def test_defaults_open_injected_folded_and_labelled():
     assert "hide-cell" in injected.metadata["tags"]                  # folded beneath
     assert injected.source.splitlines()[0].startswith("# The values this build used (profile 'smoke'")
     assert "# Parameters" not in injected.source and 'n = 3' in injected.source
+    assert injected.metadata["mystnb"]["code_prompt_show"] == "Show the parameter values this build used"
     assert other.metadata.get("tags", []) == []
     # idempotent: a second pass changes nothing
     before = nbformat.writes(nb)

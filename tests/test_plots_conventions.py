@@ -1,6 +1,5 @@
 """The book's figure and table conventions (sgdbayes.plots): widths, fonts, log axes, tables."""
 
-import io
 import struct
 
 import matplotlib

@@ -347,6 +347,9 @@ def _tag_parameter_cells(nb) -> None:
                 tags.append("remove-cell")
             elif "hide-cell" not in tags:
                 tags.append("hide-cell")
+            cell.metadata.setdefault("mystnb", {}).update({
+                "code_prompt_show": "Show the parameter values this build used",
+                "code_prompt_hide": "Hide the parameter values this build used"})
             head = (f"# The values this build used (profile {profile!r}; injected by papermill over the defaults "
                     "above)" if profile else "# The values this build used (injected by papermill)")
             lines = cell.source.splitlines()

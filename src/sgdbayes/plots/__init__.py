@@ -97,7 +97,7 @@ def tidy_log_axes(fig: Figure) -> None:
                 axis.set_minor_formatter(NullFormatter())
                 major = axis.get_major_locator()
                 if isinstance(major, LogLocator):
-                    major.set_params(numticks=int(min(7, max(2, length_px // 45))))
+                    major.set_params(numticks=int(min(7, max(2, length_px / 45))))
 
 
 def book_style(context: str = "notebook") -> None:
