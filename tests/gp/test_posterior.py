@@ -104,15 +104,18 @@ def test_no_train_set_gives_the_prior():
 
 
 # ------------------------------------------------------------------------------------------------------- orthants
-@pytest.mark.parametrize("targets", ["pm1", "01"])
-def test_one_test_point_is_exact(targets):
-    """|E| = 1: EP with one step site is exact, log P(f) = log Φ(f μ/σ)."""
+@pytest.mark.parametrize("targets,threshold", [("pm1", 0.0), ("01", 0.0), ("01", 0.5)])
+def test_one_test_point_is_exact(targets, threshold):
+    """|E| = 1: EP with one step site is exact, log P(f) = log Φ(f (μ − c)/σ) for the threshold c."""
     K, y = system(1)
     f = torch.tensor([[1.0], [-1.0]])
-    lp = log_pb(K, y, f, method="mse_regression", targets=targets, tol=1e-12, site_tol=1e-10)
+    lp = log_pb(K, y, f, method="mse_regression", targets=targets, threshold=threshold, tol=1e-12, site_tol=1e-10)
     mu, cov = direct_moments(K, y, 0.002, targets, True)
-    want = log_ndtr(f.numpy()[:, 0] * mu[0] / math.sqrt(cov[0, 0]))
+    want = log_ndtr(f.numpy()[:, 0] * (mu[0] - threshold) / math.sqrt(cov[0, 0]))
     np.testing.assert_allclose(lp.numpy(), want, rtol=1e-9, atol=1e-12)
+    post = regression_posterior(K, y, targets=targets, threshold=threshold)
+    assert float(post.p_one()[0]) == pytest.approx(math.exp(want[0]), rel=1e-12)
+    assert float(post.majority()[0]) == (1.0 if mu[0] > threshold else -1.0)
 
 
 def _bivariate_orthant(mu, cov, f) -> float:
@@ -268,6 +271,7 @@ def test_as_pm1():
     ({"noise_var": True}, ValueError, "noise_var"),
     ({"targets": "0/1"}, ValueError, "targets must be one of"),
     ({"test_noise": "yes"}, ValueError, "test_noise"),
+    ({"threshold": float("inf")}, ValueError, "threshold must be a finite number"),
 ])
 def test_bad_arguments(kwargs, err, match):
     K, y = system(2)
@@ -289,6 +293,8 @@ def test_bad_inputs():
         log_pb(K, y, torch.ones(3), method="mse_regression")
     with pytest.raises(ValueError, match="apply only to method='mse_regression'"):
         log_pb(K, y, torch.ones(2), method="two_stage", noise_var=0.1)
+    with pytest.raises(ValueError, match="threshold apply only"):
+        log_pb(K, y, torch.ones(2), method="full", threshold=0.5)
     with pytest.raises(ValueError, match="step likelihood"):
         log_pb(K, y, torch.ones(2), method="mse_regression", likelihood="probit")
     with pytest.raises(ValueError, match="mean must have shape"):

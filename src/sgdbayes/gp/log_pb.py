@@ -76,6 +76,7 @@ def log_pb(
     noise_var: float | None = None,
     targets: str | None = None,
     test_noise: bool | None = None,
+    threshold: float | None = None,
     **ep_kwargs,
 ):
     """``log P_B(f | S)`` for each row of ``f_test``.
@@ -86,7 +87,7 @@ def log_pb(
     method    ``"two_stage"`` (default, cheap), ``"full"`` or ``"mse_regression"`` (see the module docstring)
     likelihood ``"step"`` (default: the 0–1 likelihood of P_B) or ``"probit"``; ``"mse_regression"`` uses the step
               likelihood on E only (the label is the sign of the latent) and accepts nothing else
-    noise_var, targets, test_noise  ``"mse_regression"`` only (defaults 0.002, ``"pm1"``, True): see
+    noise_var, targets, test_noise, threshold  ``"mse_regression"`` only (defaults 0.002, ``"pm1"``, True, 0.0): see
               :func:`sgdbayes.gp.posterior.regression_posterior`
     jitter    policy for K (see :func:`sgdbayes.gp.ep.regularise_kernel`); the value used is in the result
     ep_kwargs passed to :func:`sgdbayes.gp.ep` (schedule, damping, tol, site_tol, max_sweeps, max_batch_bytes)
@@ -99,9 +100,9 @@ def log_pb(
     if method == "mse_regression":
         return _log_pb_regression(K, y_train, f_test, likelihood=likelihood, jitter=jitter,
                                   return_result=return_result, noise_var=noise_var, targets=targets,
-                                  test_noise=test_noise, **ep_kwargs)
-    given = [k for k, v in (("noise_var", noise_var), ("targets", targets), ("test_noise", test_noise))
-             if v is not None]
+                                  test_noise=test_noise, threshold=threshold, **ep_kwargs)
+    given = [k for k, v in (("noise_var", noise_var), ("targets", targets), ("test_noise", test_noise),
+                            ("threshold", threshold)) if v is not None]
     if given:
         raise ValueError(f"{', '.join(given)} apply only to method='mse_regression', not method={method!r}")
     for bad in ("mean", "init", "jitter", "likelihood", "raise_on_nonconvergence"):
@@ -157,7 +158,7 @@ def log_pb(
 
 
 def _log_pb_regression(K, y_train, f_test, *, likelihood, jitter, return_result, noise_var, targets, test_noise,
-                       **ep_kwargs):
+                       threshold, **ep_kwargs):
     """``method="mse_regression"`` of :func:`log_pb`: :func:`regression_posterior`, then :func:`log_orthant`."""
     from sgdbayes.gp.posterior import AUTHORS_NOISE_VAR, log_orthant, regression_posterior
 
@@ -169,9 +170,10 @@ def _log_pb_regression(K, y_train, f_test, *, likelihood, jitter, return_result,
             raise TypeError(f"log_pb does not accept {bad!r} as an EP keyword")
     post = regression_posterior(K, y_train, noise_var=AUTHORS_NOISE_VAR if noise_var is None else noise_var,
                                 targets="pm1" if targets is None else targets,
-                                test_noise=True if test_noise is None else test_noise, jitter=jitter)
+                                test_noise=True if test_noise is None else test_noise,
+                                threshold=0.0 if threshold is None else threshold, jitter=jitter)
     # the shapes of f_test are checked against the posterior's n_E by log_orthant
-    out, ep_e, inverse = log_orthant(post.mean, post.cov, f_test, jitter="auto" if jitter is not None else None,
+    out, ep_e, inverse = log_orthant(post.mean - post.threshold, post.cov, f_test, jitter="auto" if jitter is not None else None,
                                      return_result=True, **ep_kwargs)
     if not return_result:
         return out

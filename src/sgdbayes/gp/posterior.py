@@ -21,13 +21,16 @@ distinct f; exact for |E| = 1). The two posteriors differ in how S enters:
                          consistent choice: the label is the sign of the latent, so the classes must sit on opposite
                          sides of 0) or ``t = (y + 1)/2 ∈ {0, 1}`` (``targets="01"``, what the authors' scripts
                          regressed on: class-0 points are pulled to the decision threshold 0 itself, so their
-                         labels stay close to a coin flip).
+                         labels stay close to a coin flip). Reading the 0/1 regression at ``threshold=0.5`` (as
+                         the authors read their 0/1-trained nets) is the consistent version of that choice.
 
 The authors' code (guillefix/nn-pacbayes, ``GP_prob/nngp_mse_heaviside_posterior.py``, called by
 ``compute_posterior_params.py`` and ``compute_posterior_prob.py``) does (2) with GPy's exact Gaussian inference,
 ``Gaussian(variance=0.002)`` and ``predict(X_E, full_cov=True)`` — whose default ``include_likelihood=True`` adds the
 noise variance to Σ on E (our ``test_noise=True``) — on the 0/1 labels of the data file, then (1) by GPy's EP with a
-Heaviside link and the mean as a mean function.
+Heaviside link and the mean as a mean function, i.e. the labels are read at 0. Their MSE-trained nets are read at 0.5
+(``NN_train.py``: ``function > 0.5`` when ``loss == "mse" and zero_one``, the default), so the two sides of the
+comparison threshold the same 0/1 regression at different levels — the mismatch behind "looks like a bug".
 
 :class:`LatentGaussian` carries ``(μ, Σ)`` and the summaries the chapter shows: per-point probabilities
 ``P(f_j = 1) = Φ(μ_j / σ_j)``, their entropies, the posterior-majority labelling, expected and majority test error,
@@ -115,6 +118,7 @@ class LatentGaussian:
     targets     ``"pm1"`` / ``"01"`` for ``"mse_regression"``, ``""`` otherwise
     test_noise  whether σ² was added to cov on E
     jitter      value added to a kernel diagonal to make it PD (0.0 when none)
+    threshold   c: the labelling is ``f_j = +1`` iff ``g_j > c`` (0 except for the 0/1-target variant read at 0.5)
     """
 
     mean: torch.Tensor
@@ -124,6 +128,7 @@ class LatentGaussian:
     targets: str = ""
     test_noise: bool = False
     jitter: float = 0.0
+    threshold: float = 0.0
 
     @property
     def n(self) -> int:
@@ -140,10 +145,10 @@ class LatentGaussian:
             j = int((var <= 0).nonzero()[0])
             raise ValueError(f"posterior variance on E is not positive at test point {j} ({float(var[j]):.3g}); "
                              "a test input duplicates a train input with noise_var = 0?")
-        return self.mean / var.sqrt()
+        return (self.mean - self.threshold) / var.sqrt()
 
     def p_one(self) -> torch.Tensor:
-        """``P(f_j = +1) = Φ(μ_j / σ_j)``, ``[n_E]``."""
+        """``P(f_j = +1) = Φ((μ_j − c) / σ_j)``, ``[n_E]``."""
         return torch.special.ndtr(self._z())
 
     def entropy(self) -> torch.Tensor:
@@ -159,8 +164,8 @@ class LatentGaussian:
         return float(self.entropy().sum())
 
     def majority(self) -> torch.Tensor:
-        """The posterior-majority labelling, ``f_j = +1`` iff ``μ_j > 0`` (float64 ±1, ``[n_E]``)."""
-        return torch.where(self.mean > 0, 1.0, -1.0).to(self.mean)
+        """The posterior-majority labelling, ``f_j = +1`` iff ``μ_j > c`` (float64 ±1, ``[n_E]``)."""
+        return torch.where(self.mean > self.threshold, 1.0, -1.0).to(self.mean)
 
     def expected_error(self, y_test) -> float:
         """Mean fraction of E misclassified by a labelling drawn from the posterior: ``(1/n) Σ_j P(f_j ≠ y_j)``
@@ -181,7 +186,7 @@ class LatentGaussian:
     def log_prob(self, f, **ep_kwargs) -> torch.Tensor:
         """``log P(f | S)`` (nats) of labellings ``f`` (``[m, n_E]`` or ``[n_E]``, ±1 or 0/1) by eq. (1); see
         :func:`log_orthant`."""
-        return log_orthant(self.mean, self.cov, f, **ep_kwargs)
+        return log_orthant(self.mean - self.threshold, self.cov, f, **ep_kwargs)
 
 
 # ------------------------------------------------------------------------------------------------- orthants
@@ -268,7 +273,8 @@ def _cholesky(A: torch.Tensor, jitter, noise_var: float) -> tuple[torch.Tensor, 
 
 # ------------------------------------------------------------------------------------------------- posteriors
 def regression_posterior(K, y_train, *, noise_var: float = AUTHORS_NOISE_VAR, targets: str = "pm1",
-                         test_noise: bool = True, jitter: str | float | None = "auto") -> LatentGaussian:
+                         test_noise: bool = True, threshold: float = 0.0,
+                         jitter: str | float | None = "auto") -> LatentGaussian:
     """The exact GP regression posterior on E given S, eq. (2) of the module docstring.
 
     K          ``[n_S + n_E, n_S + n_E]`` kernel over the train inputs, then the test inputs (float64)
@@ -276,6 +282,9 @@ def regression_posterior(K, y_train, *, noise_var: float = AUTHORS_NOISE_VAR, ta
     noise_var  σ² ≥ 0 (default 0.002, the authors' value); with σ² = 0 the jitter policy makes K_SS PD
     targets    ``"pm1"`` (regress on y ∈ {−1, +1}) or ``"01"`` (on (y+1)/2 ∈ {0, 1}, the authors' choice)
     test_noise add σ² to the diagonal of Σ on E (the authors' GPy ``predict`` does; default True)
+    threshold  c, the label of a test point is ``+1`` iff ``g_j > c``: 0 (default; the authors' GP side, whatever
+               the targets) or 0.5, the reading of 0/1-target nets in the authors' ``NN_train.py``
+               (``function > 0.5`` when ``loss == "mse" and zero_one``) and the consistent one for ``targets="01"``
     jitter     for ``A = K_SS + σ² I``: ``"auto"`` adds ``j · mean(diag A)``, j = 1e-12 … 1e-6, only when A is not
                numerically PD (a failed Cholesky or a pivot below 1e-12 of the mean diagonal), with a warning; a
                number is always added; ``None`` never (then a singular A is a ValueError)
@@ -287,6 +296,8 @@ def regression_posterior(K, y_train, *, noise_var: float = AUTHORS_NOISE_VAR, ta
         raise ValueError(f"targets must be one of {TARGETS} ('pm1': regress on -1/+1, '01': on 0/1), got {targets!r}")
     if not isinstance(test_noise, bool):
         raise ValueError(f"test_noise must be True or False, got {test_noise!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     K, n_s, n_e = _split_kernel(K, y_train)
     K_ee = K[n_s:, n_s:]
     jit = 0.0
@@ -309,7 +320,7 @@ def regression_posterior(K, y_train, *, noise_var: float = AUTHORS_NOISE_VAR, ta
     if not (bool(torch.isfinite(mu).all()) and bool(torch.isfinite(cov).all())):
         raise FloatingPointError("the regression posterior on E has non-finite entries (kernel too ill-conditioned)")
     return LatentGaussian(mean=mu, cov=cov, kind="mse_regression", noise_var=noise_var, targets=targets,
-                          test_noise=test_noise, jitter=jit)
+                          test_noise=test_noise, jitter=jit, threshold=float(threshold))
 
 
 def zero_one_posterior(K, y_train, *, likelihood: str = "step", jitter: str | float | None = "auto",
