@@ -26,7 +26,6 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,6 @@ def _save(chapter: str, data: dict[str, Any], profile: str | None) -> None:
     data["chapter"] = chapter
     if profile is not None:
         data["profile"] = profile
-    data["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_bytes(results_path(chapter), json.dumps(data, indent=2, sort_keys=False).encode())
 
 
