@@ -124,7 +124,7 @@ def _bivariate_orthant(mu, cov, f) -> float:
     s1, s2 = math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
     a1, a2 = f[0] * mu[0] / s1, f[1] * mu[1] / s2
     rho = f[0] * f[1] * cov[0, 1] / (s1 * s2)
-    val, err = integrate.quad(lambda u: norm.pdf(u) * ndtr((a2 + rho * u) / math.sqrt(1 - rho**2)), -a1, np.inf,
+    val, _err = integrate.quad(lambda u: norm.pdf(u) * ndtr((a2 + rho * u) / math.sqrt(1 - rho**2)), -a1, np.inf,
                               epsabs=1e-13, epsrel=1e-11)
     return val
 

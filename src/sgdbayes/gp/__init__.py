@@ -22,6 +22,20 @@ from sgdbayes.gp.posterior import (
 )
 from sgdbayes.gp.sampling import ESSError, ESSResult, elliptical_slice, sample_gp_rejection
 
-__all__ = ["EPConvergenceError", "EPResult", "ESSError", "ESSResult", "LatentGaussian", "LogPBResult", "TARGETS",
-           "as_pm1", "ep", "elliptical_slice", "log_orthant", "log_pb", "regression_posterior",
-           "sample_gp_rejection", "zero_one_posterior"]
+__all__ = [
+    "TARGETS",
+    "EPConvergenceError",
+    "EPResult",
+    "ESSError",
+    "ESSResult",
+    "LatentGaussian",
+    "LogPBResult",
+    "as_pm1",
+    "elliptical_slice",
+    "ep",
+    "log_orthant",
+    "log_pb",
+    "regression_posterior",
+    "sample_gp_rejection",
+    "zero_one_posterior",
+]
