@@ -256,6 +256,12 @@ def test_top_mass_standard_error():
     se = math.sqrt(6 / 5 * ((a - mass * m) ** 2).sum()) / n
     got = res.top_mass(1)
     assert got[0] == pytest.approx(mass) and got[1] == pytest.approx(se)
+    # followers only: the same computation without each process's leader
+    follow = keep & ~res.leader
+    kept_f = [r for r, k in zip(rows, follow, strict=True) if k]
+    top_f = max(set(kept_f), key=kept_f.count)
+    assert res.top_mass(1, leaders=False)[0] == pytest.approx(kept_f.count(top_f) / follow.sum())
+    assert res.function_counts(leaders=False).total == follow.sum() == keep.sum() - res.leader[keep].sum()
     res.process = np.full(res.n_networks, -1)  # as if independent
     assert res.top_mass(1)[1] == pytest.approx(math.sqrt(mass * (1 - mass) / (n - 1)))
 

@@ -142,12 +142,13 @@ class StopRule:
         return self.kind == "keras" and self.shared_callback
 
     def describe(self) -> str:
+        """One line for result configs and tables."""
         if self.kind == "clean":
             return "clean: stop when the loss's threshold fits S, then overtrain_epochs"
-        share = (f"callback shared by {self.runs_per_process} runs per process" if self.shared_callback
-                 else "fresh callback per run")
-        return (f"keras: fit iff logit > {self.threshold:g} for class 1, stop at the first fit ≥ {self.wait} "
-                f"epoch(s) after the first fit, {share}; function = logit > {self.label_threshold:g}")
+        e0 = (f"first fit of the process's leader, {self.runs_per_process} runs per process" if self.shared_callback
+              else "the run's own first fit")
+        return (f"keras: fit iff logit > {self.threshold:g} for class 1 (≤ for class 0); stop at the first fitting "
+                f"epoch ≥ e0 + {self.wait} (e0: {e0}); function = logit > {self.label_threshold:g}")
 
 
 def as_stop_rule(rule: Any) -> StopRule:

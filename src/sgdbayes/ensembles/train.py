@@ -189,20 +189,30 @@ class EnsembleResult:
     def counts(self) -> dict[str, int]:
         return {s: int((self.status == s).sum()) for s in STATUSES}
 
-    def function_counts(self, *, require_final_fit: bool = True):
+    def _kept(self, require_final_fit: bool, leaders: bool) -> np.ndarray:
+        keep = self.counted if require_final_fit else self.fitted
+        if not leaders and self.leader is not None:
+            keep = keep & ~self.leader
+        return keep
+
+    def function_counts(self, *, require_final_fit: bool = True, leaders: bool = True):
         """``sgdbayes.functions.FunctionCounts`` of the test labellings of the fitted networks only. With
-        ``require_final_fit`` a fitted network that lost 100% training accuracy during overtraining is left out too."""
+        ``require_final_fit`` a fitted network that lost 100% training accuracy during overtraining is left out too.
+        ``leaders=False`` leaves out the leaders of the Keras rule's emulated processes: the rest is the mixture over
+        e₀ of the runs that followed a leader, which is what processes of many runs (the authors': 1,500) give up to
+        a weight 1/runs_per_process, so fewer runs per process (more e₀ draws) can estimate it."""
         from sgdbayes.functions import FunctionCounts
 
-        keep = self.counted if require_final_fit else self.fitted
+        keep = self._kept(require_final_fit, leaders)
         n_bits = int(self.test_labels.shape[1])
         if n_bits == 0:
             raise ValueError("no test inputs were given (X_test=None), so there are no functions to count")
         bits = self.test_labels[torch.from_numpy(keep)]
         return FunctionCounts.from_bits(bits, n_bits) if bits.shape[0] else FunctionCounts.empty(n_bits)
 
-    def top_mass(self, k: int = 1) -> tuple[float, float]:
-        """Mass of the k most frequent functions among the counted runs, and its Monte-Carlo standard error.
+    def top_mass(self, k: int = 1, *, leaders: bool = True) -> tuple[float, float]:
+        """Mass of the k most frequent functions among the counted runs (``leaders=False``: without the Keras
+        rule's process leaders, see ``function_counts``), and its Monte-Carlo standard error.
 
         The error treats each emulated process as one cluster (runs of a process share e₀, so they are not
         independent; independent runs are clusters of one): with a_p counted runs of process p on the top-k
@@ -211,7 +221,7 @@ class EnsembleResult:
         upward bias for near-ties, ignored). Returns (nan, nan) with no counted run.
         """
         k = _positive_int("k", k)
-        keep = self.counted
+        keep = self._kept(True, leaders)
         n = int(keep.sum())
         if n == 0:
             return float("nan"), float("nan")
@@ -700,7 +710,8 @@ def _train_chunk(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None,
         if keras:  # the fit is tested every epoch; only the budget forces an end without one
             finishing, screen_fit = np.full(alive.size, epoch >= max_epochs), np.zeros(alive.size, dtype=bool)
         else:
-            finishing, screen_fit = np.where(has_fit0, epoch - first_fit[alive] >= k_over, epoch >= max_epochs), has_fit0
+            finishing = np.where(has_fit0, epoch - first_fit[alive] >= k_over, epoch >= max_epochs)
+            screen_fit = has_fit0
         finite_np, fit_np, acc_np, loss_np, sign_np = _epoch_check(model, params, logits_shared, X, y, target,
                                                                    threshold, loss, x_max, finishing, screen_fit,
                                                                    single)
