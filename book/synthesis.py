@@ -40,7 +40,7 @@
 profile = "default"
 device = "auto"
 seed = 0
-# the Boolean system (chapter 1's): target tiled to 128 bits, S a random subset of the inputs
+# the Boolean system (chapter 1's): target tiled to 128 bits, S random inputs
 bool_target = "0011"
 bool_n_train = 32
 bool_split_seed = 0
@@ -52,8 +52,13 @@ grid_lrs = [0.03, 0.1, 0.3, 1.0]
 grid_batches = [2, 8, 32]
 grid_networks = 2000  # networks per setting (paper: 10^5–10^6 per histogram)
 grid_max_epochs = 200  # a network not fitted by then counts as "does not fit S"
-stop_rules = ["clean"]  # "keras" (the authors' rule) once the trainer offers it
-min_count = 10  # functions seen at least this often enter KL, correlation, within-a-decade
+stop_rules = [
+    "clean",
+    "keras",
+]  # "keras": the authors' rule (threshold 0.5, one more epoch, shared callback)
+min_count = (
+    10  # functions seen at least this often enter KL, correlation, within-a-decade
+)
 # P_B by direct sampling of the prior (exact for the finite network, few samples fit S)
 prior_samples = 2000000
 # (2) the parameter-space baseline: HMC on the network's posterior
@@ -67,7 +72,10 @@ mcmc_leapfrog = 32
 local_lr = 0.1  # the SGD run that finds the solution
 local_batch = 8  # minibatch S of the theory and of constant SGD
 local_weight_decay = 0.001  # L = mean cross-entropy + (λ/2)‖θ‖²
-local_fractions = [0.05, 0.5]  # constant SGD at these fractions of the stability limit 2/λ_max(A)
+local_fractions = [
+    0.05,
+    0.5,
+]  # constant SGD at these fractions of the stability limit 2/λ_max(A)
 local_chains = 64
 local_steps = 2000
 local_burn_in = 1000
@@ -91,6 +99,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from sgdbayes import plots, results
+from sgdbayes.cache import cached
 from sgdbayes.data import boolean_split
 from sgdbayes.device import get_device
 from sgdbayes.experiments import function_probability as fp
@@ -111,15 +120,9 @@ print(f"profile={profile}, device={dev}; |S| = {split.n_train}, |E| = {split.n_t
 
 
 def record(name, value, label="", unit="", paper=None):
-    results.record(CH, name, value, description=label, unit=unit, paper=paper, profile=profile)
-
-
-def claim(claim_id, **row):
-    """A scorecard row (``results.claim`` once issue 12's report lands; recorded as a plain result until then)."""
-    if hasattr(results, "claim"):
-        results.claim(CH, claim_id, profile=profile, **row)
-    else:
-        record(f"claim.{claim_id}", row["status"], label=row["claim"])
+    results.record(
+        CH, name, value, label=label, unit=unit, paper=paper, profile=profile
+    )
 
 
 # %% [markdown]
@@ -157,7 +160,7 @@ def claim(claim_id, **row):
 # the indicators of the most visited functions.
 
 # %%
-mcmc = syn.cached(
+mcmc = cached(
     syn.mcmc_baseline,
     x_train=x_tr,
     y_train=y_tr,
@@ -174,7 +177,8 @@ mcmc = syn.cached(
 )
 diag = syn.mcmc_diagnostics(mcmc, y_te)
 mixed = diag["rhat_max"] < 1.05
-# the 0–1 posterior needs draws that fit S; without any, fall back to the τ-posterior (and say so below)
+# the 0–1 posterior needs draws that fit S; without any, fall back to the
+# τ-posterior (and say so below)
 zero_one = diag["fit_fraction"] > 0
 post01 = syn.mcmc_functions(mcmc, zero_one=zero_one)
 p01, se01 = post01.probabilities()
@@ -188,9 +192,9 @@ rows = [
     ("labels of E (worst bit)", diag["rhat_bits_max"], diag["ess_bits_min"]),
     ("top-5 functions (worst)", diag["rhat_top_max"], diag["ess_top_min"]),
 ]
-diag_table = pd.DataFrame(rows, columns=["statistic", "R̂", "bulk ESS"]).set_index("statistic")
+diag_table = pd.DataFrame(rows, columns=["statistic", "R̂", "bulk ESS"])
 diag_table["mixed (R̂ < 1.05)"] = np.where(diag_table["R̂"] < 1.05, "yes", "no")
-display(diag_table.style.format({"R̂": "{:.3f}", "bulk ESS": "{:,.0f}"}))
+display(plots.table(diag_table, formats={"R̂": "{:.3f}", "bulk ESS": "{:,.0f}"}))
 glue("syn-mcmc-draws", diag["n_draws"], display=False)
 glue("syn-mcmc-chains", diag["n_chains"], display=False)
 glue("syn-mcmc-accept", diag["accept"], display=False)
@@ -198,18 +202,28 @@ glue("syn-mcmc-div", diag["divergent"], display=False)
 glue("syn-mcmc-fit", diag["fit_fraction"], display=False)
 glue("syn-mcmc-ess01", diag["ess_01_weights"], display=False)
 glue("syn-mcmc-rhat", diag["rhat_max"], display=False)
-glue("syn-mcmc-worst", diag_table["R̂"].idxmax(), display=False)
+glue(
+    "syn-mcmc-worst",
+    diag_table.loc[diag_table["R̂"].idxmax(), "statistic"],
+    display=False,
+)
 glue("syn-mcmc-time", mcmc.seconds, display=False)
 glue(
     "syn-mcmc-target",
-    "the 0–1 posterior (reweighted draws)" if zero_one else
-    "the τ-posterior: NO draw fits S, so the 0–1 reweighting is impossible in this build",
+    "the 0–1 posterior (reweighted draws)"
+    if zero_one
+    else "the τ-posterior: NO draw fits S, so the 0–1 reweighting is "
+    "impossible in this build",
     display=False,
 )
 record("mcmc_rhat_max", diag["rhat_max"], "largest R̂ over the MCMC diagnostics")
 record("mcmc_ess_min", diag["ess_min"], "smallest bulk ESS over the MCMC diagnostics")
 record("mcmc_divergent", diag["divergent"], "divergent HMC transitions after warm-up")
-record("mcmc_fit_fraction", diag["fit_fraction"], "fraction of τ-posterior draws that fit S by sign")
+record(
+    "mcmc_fit_fraction",
+    diag["fit_fraction"],
+    "fraction of τ-posterior draws that fit S by sign",
+)
 
 # %% [markdown]
 # {glue:text}`syn-mcmc-chains` chains gave {glue:text}`syn-mcmc-draws` draws in
@@ -224,22 +238,50 @@ record("mcmc_fit_fraction", diag["fit_fraction"], "fraction of τ-posterior draw
 
 # %%
 prior = fp.prior_functions(
-    x_tr, y_tr, x_te, n_samples=prior_samples, seed=seed, progress=False, widths=hidden,
-    sigma_w=sigma_w, sigma_b=sigma_b, device=str(dev),
+    x_tr,
+    y_tr,
+    x_te,
+    n_samples=prior_samples,
+    seed=seed,
+    progress=False,
+    widths=hidden,
+    sigma_w=sigma_w,
+    sigma_b=sigma_b,
+    device=str(dev),
 )
-ep_marg = fp.ep_marginals(x_tr, y_tr, x_te, depth=len(hidden), sigma_w=sigma_w, sigma_b=sigma_b)
+ep_marg = fp.ep_marginals(
+    x_tr, y_tr, x_te, depth=len(hidden), sigma_w=sigma_w, sigma_b=sigma_b
+)
 top = min(40, post01.n_distinct)
 top_bits = post01.bits()[:top]
-ep_top = fp.ep_log_pb(x_tr, y_tr, x_te, fp.FunctionCounts.from_bits(top_bits), depth=len(hidden),
-                      sigma_w=sigma_w, sigma_b=sigma_b, method="full")
+ep_top = fp.ep_log_pb(
+    x_tr,
+    y_tr,
+    x_te,
+    fp.FunctionCounts.from_bits(top_bits),
+    depth=len(hidden),
+    sigma_w=sigma_w,
+    sigma_b=sigma_b,
+    method="full",
+)
 p_ep_top = np.exp(ep_top.lookup(top_bits))
 c_dir = prior.counts.lookup(top_bits)
 p_dir = c_dir / max(prior.n_consistent, 1)
 se_dir = np.sqrt(p_dir * (1 - p_dir) / max(prior.n_consistent, 1))
 marg_dir = prior.counts.marginals() if prior.n_consistent else None
-fig = splots.baseline_comparison(p01[:top], se01[:top], p_dir, se_dir, p_ep_top, marg01, marg01_se,
-                                 ep_marg.marginals, marg_dir)
+fig = splots.baseline_comparison(
+    p01[:top],
+    se01[:top],
+    p_dir,
+    se_dir,
+    p_ep_top,
+    marg01,
+    marg01_se,
+    ep_marg.marginals,
+    marg_dir,
+)
 glue("fig-syn-baseline", fig, display=False)
+
 
 # %% tags=["remove-input"]
 def zscores(a, sa, b, sb):
@@ -248,8 +290,16 @@ def zscores(a, sa, b, sb):
     return (a[ok] - b[ok]) / s[ok]
 
 
-z_dir = zscores(marg01, marg01_se, marg_dir, np.sqrt(marg_dir * (1 - marg_dir) / prior.n_consistent)) \
-    if marg_dir is not None else np.array([np.nan])
+z_dir = (
+    zscores(
+        marg01,
+        marg01_se,
+        marg_dir,
+        np.sqrt(marg_dir * (1 - marg_dir) / prior.n_consistent),
+    )
+    if marg_dir is not None
+    else np.array([np.nan])
+)
 frac_dir = float(np.mean(np.abs(z_dir) < 2))
 ep_gap = np.abs(marg01 - ep_marg.marginals)
 err_mcmc = float(np.where(y_te, 1 - marg01, marg01).mean())
@@ -274,10 +324,20 @@ glue("syn-decade-ep", decade_ep, display=False)
 glue("syn-top1-pb", float(p01[0]), display=False)
 glue("syn-top1-pb-se", float(se01[0]), display=False)
 glue("syn-top1-ep", float(p_ep_top[0]), display=False)
-record("pb_top1_mcmc", p01[0], "P_B of the most probable function, finite network (MCMC)")
-record("pb_mean_error_mcmc", err_mcmc, "expected test error under P_B, finite network (MCMC)")
+record(
+    "pb_top1_mcmc", p01[0], "P_B of the most probable function, finite network (MCMC)"
+)
+record(
+    "pb_mean_error_mcmc",
+    err_mcmc,
+    "expected test error under P_B, finite network (MCMC)",
+)
 record("pb_mean_error_ep", err_ep, "expected test error under P_B, NNGP (EP)")
-record("marginals_mcmc_vs_ep_max_gap", ep_gap.max(), "largest |P(f_j=1|S)| difference, MCMC vs EP")
+record(
+    "marginals_mcmc_vs_ep_max_gap",
+    ep_gap.max(),
+    "largest |P(f_j=1|S)| difference, MCMC vs EP",
+)
 
 # %% [markdown]
 # ```{glue:figure} fig-syn-baseline
@@ -325,14 +385,32 @@ record("marginals_mcmc_vs_ep_max_gap", ep_gap.max(), "largest |P(f_j=1|S)| diffe
 # %%
 grids = {
     rule: syn.temperature_grid(
-        x_tr, y_tr, x_te, lrs=grid_lrs, batches=grid_batches, n_networks=grid_networks,
-        max_epochs=grid_max_epochs, seed=seed, stop_rule=rule, device=str(dev), **net,
+        x_tr,
+        y_tr,
+        x_te,
+        lrs=grid_lrs,
+        batches=grid_batches,
+        n_networks=grid_networks,
+        max_epochs=grid_max_epochs,
+        seed=seed,
+        stop_rule=rule,
+        device=str(dev),
+        **net,
     )
     for rule in stop_rules
 }
 all_counts = [r.counts for g in grids.values() for r in g.values() if r.n_counted]
-ep_table = fp.ep_log_pb(x_tr, y_tr, x_te, all_counts, depth=len(hidden), sigma_w=sigma_w, sigma_b=sigma_b,
-                        method="full", min_count=min_count)
+ep_table = fp.ep_log_pb(
+    x_tr,
+    y_tr,
+    x_te,
+    all_counts,
+    depth=len(hidden),
+    sigma_w=sigma_w,
+    sigma_b=sigma_b,
+    method="full",
+    min_count=min_count,
+)
 
 
 def mcmc_log_pb(counts):
@@ -343,50 +421,89 @@ def mcmc_log_pb(counts):
 
 tables = {}
 for rule, g in grids.items():
-    t_ep = syn.grid_table(g, ep_table.lookup, y_te, min_count=min_count, n_train=split.n_train, seed=seed)
-    t_mc = syn.grid_table(g, mcmc_log_pb, y_te, min_count=min_count, n_train=split.n_train, seed=seed)
+    t_ep = syn.grid_table(
+        g, ep_table.lookup, y_te, min_count=min_count, n_train=split.n_train, seed=seed
+    )
+    t_mc = syn.grid_table(
+        g, mcmc_log_pb, y_te, min_count=min_count, n_train=split.n_train, seed=seed
+    )
     for col in ("kl", "kl_se", "corr", "within_decade", "n_compared", "mass_pb"):
         t_ep[f"{col}_mcmc"] = t_mc[col] if col in t_mc else np.nan
     tables[rule] = t_ep
 grid = tables["clean"]
-fig = splots.temperature_panels(grid, pb_top1=(p01[0], se01[0]), pb_error=(err_mcmc, err_mcmc_se))
+fig = splots.temperature_panels(
+    grid,
+    keras=tables.get("keras"),
+    pb_top1=(p01[0], se01[0]),
+    pb_error=(err_mcmc, err_mcmc_se),
+)
 glue("fig-syn-temperature", fig, display=False)
+
 
 # %% tags=["remove-input"]
 def fmt(v, se=None, digits=3):
     if v is None or not np.isfinite(v):
         return "—"
-    return f"{v:.{digits}f}" if se is None or not np.isfinite(se) else f"{v:.{digits}f} ± {se:.{digits}f}"
+    return (
+        f"{v:.{digits}f}"
+        if se is None or not np.isfinite(se)
+        else f"{v:.{digits}f} ± {se:.{digits}f}"
+    )
 
 
-show = pd.DataFrame({
-    "η": grid["lr"],
-    "b": grid["batch"].astype(int),
-    "η/b": grid["eta_over_b"].map(lambda v: f"{v:.2g}"),
-    "fit S": [f"{int(f):,} / {int(n):,}" for f, n in zip(grid["fitted"] - grid["lost_fit"], grid["networks"],
-                                                         strict=True)],
-    "epochs": grid["mean_epochs"].map(lambda v: "—" if not np.isfinite(v) else f"{v:.1f}"),
-    "top-1 mass": [fmt(v, s) for v, s in zip(grid.get("top1", np.nan), grid.get("top1_se", np.nan), strict=True)],
-    "mean test error": [fmt(v, s) for v, s in zip(grid["mean_error"], grid["mean_error_se"], strict=True)],
-    "KL to P_B (EP)": [fmt(v, s, 2) for v, s in zip(grid["kl"], grid["kl_se"], strict=True)],
-    "KL to P_B (MCMC)": [fmt(v, s, 2) for v, s in zip(grid["kl_mcmc"], grid["kl_se_mcmc"], strict=True)],
-    "corr. (EP)": [fmt(v, None, 2) for v in grid["corr"]],
-    "within 10× (EP)": [fmt(v, None, 2) for v in grid["within_decade"]],
-    "functions compared": grid["n_compared"].fillna(0).astype(int),
-}).set_index(["η", "b"])
-display(show)
+def grid_rows(t, rule):
+    return pd.DataFrame(
+        {
+            "stop rule": rule,
+            "η": t["lr"],
+            "b": t["batch"].astype(int),
+            "η/b": t["eta_over_b"].map(lambda v: f"{v:.2g}"),
+            "fit S": [
+                f"{int(f):,} / {int(n):,}"
+                for f, n in zip(t["fitted"] - t["lost_fit"], t["networks"], strict=True)
+            ],
+            "epochs": t["mean_epochs"],
+            "top-1 mass": [
+                fmt(v, e) for v, e in zip(t["top1"], t["top1_se"], strict=True)
+            ],
+            "mean test error": [
+                fmt(v, e)
+                for v, e in zip(t["mean_error"], t["mean_error_se"], strict=True)
+            ],
+            "KL to P_B (EP)": [
+                fmt(v, e, 2) for v, e in zip(t["kl"], t["kl_se"], strict=True)
+            ],
+            "KL to P_B (MCMC)": [
+                fmt(v, e, 2) for v, e in zip(t["kl_mcmc"], t["kl_se_mcmc"], strict=True)
+            ],
+            "corr. (EP)": [fmt(v, None, 2) for v in t["corr"]],
+            "within 10× (EP)": [fmt(v, None, 2) for v in t["within_decade"]],
+            "functions compared": t["n_compared"].fillna(0).astype(int),
+        }
+    )
+
+
+show = pd.concat([grid_rows(t, rule) for rule, t in tables.items()], ignore_index=True)
+display(plots.table(show, formats={"epochs": "{:.1f}", "η": "{:g}"}))
 ok = grid[np.isfinite(grid["kl"])]
-rho_kl = float(ok["eta_over_b"].corr(ok["kl"], method="spearman")) if len(ok) > 2 else math.nan
+rho_kl = (
+    float(ok["eta_over_b"].corr(ok["kl"], method="spearman"))
+    if len(ok) > 2
+    else math.nan
+)
 fitted_rows = grid[np.isfinite(grid["top1"])].sort_values("eta_over_b")
 rho_top = float(fitted_rows["eta_over_b"].corr(fitted_rows["top1"], method="spearman"))
-rho_err = float(fitted_rows["eta_over_b"].corr(fitted_rows["mean_error"], method="spearman"))
+rho_err = float(
+    fitted_rows["eta_over_b"].corr(fitted_rows["mean_error"], method="spearman")
+)
 
 
 def trend(rho, up="rises", down="falls"):
     return up if rho > 0.5 else down if rho < -0.5 else "shows no monotone trend"
 
 
-# where P_SGD's concentration crosses the posterior's: the coldest setting above it and the hottest below it
+# where P_SGD's concentration crosses the posterior's: the coldest setting above
+# it and the hottest below it
 above = fitted_rows[fitted_rows["top1"] > p01[0]]
 below = fitted_rows[fitted_rows["top1"] <= p01[0]]
 cross = (
@@ -402,7 +519,11 @@ glue("syn-trend-top", trend(rho_top), display=False)
 glue("syn-trend-err", trend(rho_err), display=False)
 glue("syn-trend-kl", trend(rho_kl), display=False)
 glue("syn-cross", cross, display=False)
-glue("syn-decades", float(np.log10(grid["eta_over_b"].max() / grid["eta_over_b"].min())), display=False)
+glue(
+    "syn-decades",
+    float(np.log10(grid["eta_over_b"].max() / grid["eta_over_b"].min())),
+    display=False,
+)
 glue("syn-worst-fit", float(worst_fit["fit_fraction"]), display=False)
 glue("syn-worst-fit-lr", float(worst_fit["lr"]), display=False)
 glue("syn-worst-fit-b", int(worst_fit["batch"]), display=False)
@@ -412,10 +533,21 @@ no_fit = grid[grid["fitted"] == 0]
 glue("syn-no-fit", len(no_fit), display=False)
 for _, row in grid.iterrows():
     tag = f"lr{row['lr']:g}_b{int(row['batch'])}"
-    record(f"grid_top1_{tag}", row.get("top1", np.nan), f"top-1 mass, η = {row['lr']:g}, b = {int(row['batch'])}")
-    record(f"grid_kl_{tag}", row.get("kl", np.nan), f"KL(P_SGD ‖ P_B, EP) on support, η = {row['lr']:g}, "
-           f"b = {int(row['batch'])}")
-    record(f"grid_fit_{tag}", row["fit_fraction"], f"fraction fitting S, η = {row['lr']:g}, b = {int(row['batch'])}")
+    record(
+        f"grid_top1_{tag}",
+        row.get("top1", np.nan),
+        f"top-1 mass, η = {row['lr']:g}, b = {int(row['batch'])}",
+    )
+    record(
+        f"grid_kl_{tag}",
+        row.get("kl", np.nan),
+        f"KL(P_SGD ‖ P_B, EP) on support, η = {row['lr']:g}, b = {int(row['batch'])}",
+    )
+    record(
+        f"grid_fit_{tag}",
+        row["fit_fraction"],
+        f"fraction fitting S, η = {row['lr']:g}, b = {int(row['batch'])}",
+    )
 record("grid_spearman_kl", rho_kl, "Spearman correlation of KL(P_SGD ‖ P_B) with η/b")
 record("grid_spearman_top1", rho_top, "Spearman correlation of top-1 mass with η/b")
 
@@ -477,9 +609,17 @@ record("grid_spearman_top1", rho_top, "Spearman correlation of top-1 mass with �
 # cross-entropy).
 
 # %%
-local = syn.cached(
-    syn.local_analysis, x_train=x_tr, y_train=y_tr, x_test=x_te, weight_decay=local_weight_decay,
-    batch=local_batch, lr=local_lr, seed=seed, device="cpu", **net,
+local = cached(
+    syn.local_analysis,
+    x_train=x_tr,
+    y_train=y_tr,
+    x_test=x_te,
+    weight_decay=local_weight_decay,
+    batch=local_batch,
+    lr=local_lr,
+    seed=seed,
+    device="cpu",
+    **net,
 )
 pic = local["picture"]
 init_mode = local["init_mode"]
@@ -489,8 +629,16 @@ glue("syn-mode0-norm", init_mode["sq_norm"], display=False)
 glue("syn-mode0-err", init_mode["train_errors"], display=False)
 glue("syn-sol-norm", local["solution_sq_norm"], display=False)
 glue("syn-mcmc-norm", float(mcmc.sq_norm.mean()), display=False)
-record("init_prior_mode_sq_norm", init_mode["sq_norm"], "‖u*‖²/D at the mode of the network's own posterior")
-record("init_prior_mode_train_errors", init_mode["train_errors"], "training errors of that mode")
+record(
+    "init_prior_mode_sq_norm",
+    init_mode["sq_norm"],
+    "‖u*‖²/D at the mode of the network's own posterior",
+)
+record(
+    "init_prior_mode_train_errors",
+    init_mode["train_errors"],
+    "training errors of that mode",
+)
 
 # %% [markdown]
 # It is the trivial network: $\lVert u^*\rVert^2/D$ = {glue:text}`syn-mode0-norm:.1e` (the SGD solution it started
@@ -507,17 +655,37 @@ record("init_prior_mode_train_errors", init_mode["train_errors"], "training erro
 
 # %%
 eps_list = [f * pic.stability_limit for f in local_fractions]
-chain_args = dict(x_train=x_tr, y_train=y_tr, x_test=x_te, u_mode=pic.u_mode, weight_decay=local_weight_decay,
-                  batch=local_batch, seed=seed, device="cpu", directions=pic.U_range, **net)
+chain_args = dict(
+    x_train=x_tr,
+    y_train=y_tr,
+    x_test=x_te,
+    u_mode=pic.u_mode,
+    weight_decay=local_weight_decay,
+    batch=local_batch,
+    seed=seed,
+    device="cpu",
+    directions=pic.U_range,
+    **net,
+)
 runs_local = {
-    f"ε = {f:g}·ε_max": syn.cached(
-        syn.local_chains, eps=eps, n_chains=local_chains, n_steps=local_steps, burn_in=local_burn_in,
-        thin=local_thin, **chain_args,
+    f"ε = {f:g}·ε_max": cached(
+        syn.local_chains,
+        eps=eps,
+        n_chains=local_chains,
+        n_steps=local_steps,
+        burn_in=local_burn_in,
+        thin=local_thin,
+        **chain_args,
     )
     for f, eps in zip(local_fractions, eps_list, strict=True)
 }
-run_star = syn.cached(
-    syn.local_chains, eps=pic.eps_star, n_chains=local_star_chains, n_steps=local_star_steps, burn_in=0, thin=1,
+run_star = cached(
+    syn.local_chains,
+    eps=pic.eps_star,
+    n_chains=local_star_chains,
+    n_steps=local_star_steps,
+    burn_in=0,
+    thin=1,
     **chain_args,
 )
 comparisons = {k: covariance_comparison(pic, r) for k, r in runs_local.items()}
@@ -545,39 +713,65 @@ glue("syn-mode-grad", pic.mode_info["grad_norm"], display=False)
 glue("syn-mode-err", pic.n_train_errors, display=False)
 rows = []
 for k, c in comparisons.items():
-    rows.append({
-        "constant SGD at": k,
-        "chains used / diverged": f"{c['n_used']} / {c['n_diverged']}",
-        "trace in range(C): SGD": c["tr_emp_range"],
-        "Lyapunov": c["tr_lyap_range"],
-        "Lyapunov (discrete)": c["tr_lyap_discrete_range"],
-        "trace in null(C): SGD": c["tr_emp_null"],
-        "Lyapunov ": c["tr_lyap_null"],
-        "Laplace, range / null": f"{c['tr_laplace_range']:.3g} / {c['tr_laplace_null']:.3g}",
-        "drift (2nd/1st half)": c["drift"],
-    })
-local_table = pd.DataFrame(rows).set_index("constant SGD at")
-display(local_table.style.format(lambda v: "—" if not np.isfinite(v) else f"{v:.3g}",
-                                 subset=[c for c in local_table.columns if local_table[c].dtype.kind == "f"]))
+    rows.append(
+        {
+            "constant SGD at": k,
+            "chains used / diverged": f"{c['n_used']} / {c['n_diverged']}",
+            "trace in range(C): SGD": c["tr_emp_range"],
+            "Lyapunov": c["tr_lyap_range"],
+            "Lyapunov (discrete)": c["tr_lyap_discrete_range"],
+            "trace in null(C): SGD": c["tr_emp_null"],
+            "Lyapunov ": c["tr_lyap_null"],
+            "Laplace, range / null": f"{c['tr_laplace_range']:.3g} / "
+            f"{c['tr_laplace_null']:.3g}",
+            "drift (2nd/1st half)": c["drift"],
+        }
+    )
+local_table = pd.DataFrame(rows)
+display(plots.table(local_table, digits=3))
 c0 = comparisons[next(iter(comparisons))]
-glue("syn-range-ratio", c0["tr_emp_range"] / c0["tr_lyap_discrete_range"], display=False)
+glue(
+    "syn-range-ratio", c0["tr_emp_range"] / c0["tr_lyap_discrete_range"], display=False
+)
 glue("syn-null-ratio", c0["tr_emp_null"] / c0["tr_lyap_null"], display=False)
 glue("syn-laplace-null-ratio", c0["tr_emp_null"] / c0["tr_laplace_null"], display=False)
-glue("syn-laplace-range-ratio", c0["tr_emp_range"] / c0["tr_laplace_range"], display=False)
+glue(
+    "syn-laplace-range-ratio",
+    c0["tr_emp_range"] / c0["tr_laplace_range"],
+    display=False,
+)
 glue("syn-drift", c0["drift"], display=False)
 glue("syn-frac0", local_fractions[0], display=False)
 hot = comparisons[list(comparisons)[-1]]
 glue("syn-frac1", local_fractions[-1], display=False)
 glue("syn-hot-div", hot["n_diverged"], display=False)
 glue("syn-hot-n", hot["n_used"] + hot["n_diverged"], display=False)
-record("local_rank_C", pic.C_rank, "rank of the gradient-noise covariance C at the solution")
+record(
+    "local_rank_C",
+    pic.C_rank,
+    "rank of the gradient-noise covariance C at the solution",
+)
 record("local_D", pic.D, "parameters of the network")
-record("local_eps_star_over_limit", pic.eps_star / pic.stability_limit, "Mandt's ε* / stability limit 2/λ_max(A)")
-record("local_eps_star_diverged", int(run_star.diverged.sum()), "constant-SGD chains at ε* that diverged")
-record("local_range_trace_ratio", c0["tr_emp_range"] / c0["tr_lyap_discrete_range"],
-       "constant SGD / Lyapunov, variance in the range of C")
-record("local_null_vs_laplace", c0["tr_emp_null"] / c0["tr_laplace_null"],
-       "constant SGD / Laplace posterior, variance in the null space of C")
+record(
+    "local_eps_star_over_limit",
+    pic.eps_star / pic.stability_limit,
+    "Mandt's ε* / stability limit 2/λ_max(A)",
+)
+record(
+    "local_eps_star_diverged",
+    int(run_star.diverged.sum()),
+    "constant-SGD chains at ε* that diverged",
+)
+record(
+    "local_range_trace_ratio",
+    c0["tr_emp_range"] / c0["tr_lyap_discrete_range"],
+    "constant SGD / Lyapunov, variance in the range of C",
+)
+record(
+    "local_null_vs_laplace",
+    c0["tr_emp_null"] / c0["tr_laplace_null"],
+    "constant SGD / Laplace posterior, variance in the null space of C",
+)
 
 # %% [markdown]
 # ```{glue:figure} fig-syn-local
@@ -624,25 +818,47 @@ record("local_null_vs_laplace", c0["tr_emp_null"] / c0["tr_laplace_null"],
 # stable chains and ask how much posterior mass over functions those labellings hold.
 
 # %% tags=["remove-input"]
-vis = np.concatenate([
-    np.unpackbits(r.test_bits[~r.diverged].reshape(-1, r.test_bits.shape[-1]), axis=1, count=split.n_test)
-    for r in runs_local.values()
-]).astype(bool)
+vis = np.concatenate(
+    [
+        np.unpackbits(
+            r.test_bits[~r.diverged].reshape(-1, r.test_bits.shape[-1]),
+            axis=1,
+            count=split.n_test,
+        )
+        for r in runs_local.values()
+    ]
+).astype(bool)
 vis_u = np.unique(vis, axis=0)
 vis_counts = fp.FunctionCounts.from_bits(vis_u)
-ep_vis = fp.ep_log_pb(x_tr, y_tr, x_te, vis_counts, depth=len(hidden), sigma_w=sigma_w, sigma_b=sigma_b,
-                      method="full")
+ep_vis = fp.ep_log_pb(
+    x_tr,
+    y_tr,
+    x_te,
+    vis_counts,
+    depth=len(hidden),
+    sigma_w=sigma_w,
+    sigma_b=sigma_b,
+    method="full",
+)
 mass_ep = float(np.nansum(np.exp(ep_vis.lookup(vis_u))))
 mass_mcmc, _ = post01.lookup(vis_u)
-mass_mcmc_se = float(np.sqrt(np.sum(_ ** 2))) if len(_) else math.nan
+mass_mcmc_se = float(np.sqrt(np.sum(_**2))) if len(_) else math.nan
 mode_err = float((pic.mode_labels != y_te).mean())
 glue("syn-vis-n", len(vis_u), display=False)
 glue("syn-vis-mass-ep", mass_ep, display=False)
 glue("syn-vis-mass-mcmc", float(mass_mcmc.sum()), display=False)
 glue("syn-vis-mass-mcmc-se", mass_mcmc_se, display=False)
 glue("syn-mode-test-err", mode_err, display=False)
-record("local_functions_visited", len(vis_u), "distinct functions visited by constant SGD at one mode")
-record("local_pb_mass_covered_mcmc", mass_mcmc.sum(), "P_B mass (finite network) of those functions")
+record(
+    "local_functions_visited",
+    len(vis_u),
+    "distinct functions visited by constant SGD at one mode",
+)
+record(
+    "local_pb_mass_covered_mcmc",
+    mass_mcmc.sum(),
+    "P_B mass (finite network) of those functions",
+)
 record("local_pb_mass_covered_ep", mass_ep, "P_B mass (EP) of those functions")
 
 # %% [markdown]
@@ -665,9 +881,18 @@ record("local_pb_mass_covered_ep", mass_ep, "P_B mass (EP) of those functions")
 # window mean.
 
 # %%
-avg = syn.cached(
-    syn.averaging_runs, x_train=x_tr, y_train=y_tr, x_test=x_te, n_networks=avg_networks, lr=avg_lr,
-    batch=avg_batch, epochs=avg_epochs, seed=seed, device="cpu", **net,
+avg = cached(
+    syn.averaging_runs,
+    x_train=x_tr,
+    y_train=y_tr,
+    x_test=x_te,
+    n_networks=avg_networks,
+    lr=avg_lr,
+    batch=avg_batch,
+    epochs=avg_epochs,
+    seed=seed,
+    device="cpu",
+    **net,
 )
 majority_mcmc = marg01 > 0.5
 majority_ep = ep_marg.marginals > 0.5
@@ -682,9 +907,12 @@ dists = {
 fig = splots.averaging_distances(dists, split.n_test)
 glue("fig-syn-averaging", fig, display=False)
 
+
 # %% tags=["remove-input"]
 def share_equal(d):
-    return float(np.mean(d == 0)), float(np.sqrt(np.mean(d == 0) * (1 - np.mean(d == 0)) / len(d)))
+    return float(np.mean(d == 0)), float(
+        np.sqrt(np.mean(d == 0) * (1 - np.mean(d == 0)) / len(d))
+    )
 
 
 eq_sol, eq_sol_se = share_equal(dists["SGD solution"])
@@ -693,7 +921,8 @@ eq_pol, eq_pol_se = share_equal(dists["Polyak average"])
 eq_iasg, _ = share_equal(dists["IASG window means"])
 pol_top = float(np.mean(syn.hamming(avg.polyak, psgd_top) == 0))
 avg_verdict = (
-    "It is the extra training, not the averaging, that does it: the average of the iterates lags the last one."
+    "It is the extra training, not the averaging, that does it: the average of "
+    "the iterates lags the last one."
     if eq_pol < eq_fin - 2 * eq_fin_se
     else "Averaging adds to what the extra training does."
     if eq_pol > eq_fin + 2 * eq_fin_se
@@ -703,7 +932,9 @@ glue("syn-avg-n", int(avg.used.sum()), display=False)
 glue("syn-avg-excl", avg.n_excluded, display=False)
 glue("syn-maj-agree", int((majority_mcmc == majority_ep).sum()), display=False)
 glue("syn-maj-err", float((majority_mcmc != y_te).mean()), display=False)
-glue("syn-top-is-maj", int(syn.hamming(psgd_top[None], majority_mcmc)[0]), display=False)
+glue(
+    "syn-top-is-maj", int(syn.hamming(psgd_top[None], majority_mcmc)[0]), display=False
+)
 glue("syn-eq-sol", eq_sol, display=False)
 glue("syn-eq-fin", eq_fin, display=False)
 glue("syn-eq-pol", eq_pol, display=False)
@@ -712,10 +943,26 @@ glue("syn-eq-iasg", eq_iasg, display=False)
 glue("syn-avg-verdict", avg_verdict, display=False)
 glue("syn-pol-top", pol_top, display=False)
 glue("syn-pol-fit", float(avg.fits_polyak.mean()), display=False)
-record("avg_final_equals_majority", eq_fin, "fraction of last iterates labelling E as P_B's majority")
-record("avg_polyak_equals_majority", eq_pol, "fraction of Polyak-averaged networks labelling E as P_B's majority")
-record("avg_solution_equals_majority", eq_sol, "fraction of SGD solutions labelling E as P_B's majority")
-record("avg_polyak_mean_distance", dists["Polyak average"].mean(), "mean Hamming distance, Polyak vs majority")
+record(
+    "avg_final_equals_majority",
+    eq_fin,
+    "fraction of last iterates labelling E as P_B's majority",
+)
+record(
+    "avg_polyak_equals_majority",
+    eq_pol,
+    "fraction of Polyak-averaged networks labelling E as P_B's majority",
+)
+record(
+    "avg_solution_equals_majority",
+    eq_sol,
+    "fraction of SGD solutions labelling E as P_B's majority",
+)
+record(
+    "avg_polyak_mean_distance",
+    dists["Polyak average"].mean(),
+    "mean Hamming distance, Polyak vs majority",
+)
 
 # %% [markdown]
 # ```{glue:figure} fig-syn-averaging
@@ -746,101 +993,155 @@ record("avg_polyak_mean_distance", dists["Polyak average"].mean(), "mean Hamming
 # %% tags=["remove-input"]
 main = grid[(grid["lr"] == avg_lr) & (grid["batch"] == avg_batch)].iloc[0]
 c_range = c0["tr_emp_range"] / c0["tr_lyap_discrete_range"]
+within = fmt(main["within_decade"], None, 2)
+kl_nngp = fmt(main["kl"], main["kl_se"], 3)
+kl_net = fmt(main["kl_mcmc"], main["kl_se_mcmc"], 3)
+null_lap = c0["tr_emp_null"] / c0["tr_laplace_null"]
 verdicts = [
     {
         "sense": "functions (Mingard et al.)",
-        "measured by": f"η = {avg_lr:g}, b = {avg_batch}: share of functions seen ≥ {min_count}× within 10× of "
-        "P_B (EP); KL(P_SGD ‖ P_B) on them",
-        "value": f"{fmt(main['within_decade'], None, 2)}; KL {fmt(main['kl'], main['kl_se'], 3)} (NNGP), "
-        f"{fmt(main['kl_mcmc'], main['kl_se_mcmc'], 3)} (network)",
-        "verdict": "holds to first order" if main["within_decade"] >= 0.5 else "does not hold here",
-        "what none of the papers says": f"P_SGD's concentration is set by η/b and crosses P_B's {cross}",
+        "measured by": f"η = {avg_lr:g}, b = {avg_batch}: share of functions seen "
+        f"≥ {min_count}× within 10× of P_B (EP); KL(P_SGD ‖ P_B) on them",
+        "value": f"{within}; KL {kl_nngp} (NNGP), {kl_net} (network)",
+        "verdict": "holds to first order"
+        if main["within_decade"] >= 0.5
+        else "does not hold here",
+        "what none of the papers says": "P_SGD's concentration is set by η/b and "
+        f"crosses P_B's {cross}",
     },
     {
         "sense": "temperature (Chaudhari & Soatto)",
         "measured by": "Spearman ρ with η/b of top-1 mass, mean error, KL on support",
         "value": f"{rho_top:.2f}, {rho_err:.2f}, {rho_kl:.2f}",
-        "verdict": "hotter SGD concentrates" if rho_top > 0.5 else "hotter SGD spreads" if rho_top < -0.5
+        "verdict": "hotter SGD concentrates"
+        if rho_top > 0.5
+        else "hotter SGD spreads"
+        if rho_top < -0.5
         else "no monotone trend",
-        "what none of the papers says": "in function space the SDE temperature acts opposite to a Gibbs "
-        "temperature",
+        "what none of the papers says": "in function space the SDE temperature acts "
+        "opposite to a Gibbs temperature",
     },
     {
         "sense": "network posterior vs NNGP (baseline)",
-        "measured by": "largest |ΔP(f_j = 1 | S)|, MCMC vs EP; expected test error, MCMC vs EP",
-        "value": f"{ep_gap.max():.3f}; {err_mcmc:.4f} ± {err_mcmc_se:.4f} vs {err_ep:.4f}",
+        "measured by": "largest |ΔP(f_j = 1 | S)|, MCMC vs EP; expected test "
+        "error, MCMC vs EP",
+        "value": f"{ep_gap.max():.3f}; {err_mcmc:.4f} ± {err_mcmc_se:.4f} vs "
+        f"{err_ep:.4f}",
         "verdict": "close" if ep_gap.max() < 0.05 else "differ",
-        "what none of the papers says": "the finite network's posterior can be sampled in parameter space; "
-        "the NNGP is much closer to it than P_SGD is to either",
+        "what none of the papers says": "the finite network's posterior can be "
+        "sampled in parameter space; the NNGP is much closer to it than P_SGD is "
+        "to either",
     },
     {
         "sense": "near a mode (Mandt et al.)",
-        "measured by": "ε*/ε_max; SGD/Lyapunov trace in range(C); SGD/Laplace trace in null(C)",
+        "measured by": "ε*/ε_max; SGD/Lyapunov trace in range(C); SGD/Laplace "
+        "trace in null(C)",
         "value": f"{pic.eps_star / pic.stability_limit:.1e}; {c_range:.2f}; "
-        f"{c0['tr_emp_null'] / c0['tr_laplace_null']:.1e}",
+        f"{null_lap:.1e}",
         "verdict": "holds in range(C) only" if 0.5 < c_range < 2 else "fails",
-        "what none of the papers says": f"the network posterior's mode is the trivial network; with rank C = "
-        f"{pic.C_rank} ≪ D, ε* is unstable and the stationary law covers one function",
+        "what none of the papers says": "the network posterior's mode is the "
+        f"trivial network; with rank C = {pic.C_rank} ≪ D, ε* is unstable and the "
+        "stationary law covers one function",
     },
     {
         "sense": "averaging (Mandt et al. §6)",
-        "measured by": "share labelling E as P_B's majority: solution / last iterate / Polyak average",
+        "measured by": "share labelling E as P_B's majority: solution / last "
+        "iterate / Polyak average",
         "value": f"{eq_sol:.3f} / {eq_fin:.3f} / {eq_pol:.3f} ± {eq_pol_se:.3f}",
-        "verdict": "reaches the Bayes classifier" if eq_pol >= 0.5 else "rarely the Bayes classifier",
+        "verdict": "reaches the Bayes classifier"
+        if eq_pol >= 0.5
+        else "rarely the Bayes classifier",
         "what none of the papers says": avg_verdict,
     },
 ]
-display(pd.DataFrame(verdicts).set_index("sense"))
+display(plots.table(pd.DataFrame(verdicts)))
 
 # %% tags=["remove-input"]
-scale_sgd = f"{grid_networks:,} networks per setting, {len(grid)} settings, |S| = {split.n_train}"
-claim(
+scale_sgd = (
+    f"{grid_networks:,} networks per setting, {len(grid)} settings, "
+    f"|S| = {split.n_train}"
+)
+results.claim(
+    CH,
     "syn-temperature",
     paper="chaudhari2018",
     item="Claim",
-    claim="A higher SGD temperature η/b brings P_SGD(f|S) closer to the posterior over functions.",
-    status="not reproduced" if rho_top > 0.5 else "partly",
+    claim="A higher SGD temperature η/b brings P_SGD(f|S) closer to the posterior "
+    "over functions.",
+    status=results.verdict({"no sharpening as η/b rises": not rho_top > 0.5}),
     paper_scale="not measured in the papers (synthesis)",
     scale=scale_sgd,
-    reason=f"top-1 mass rises with η/b (Spearman {rho_top:.2f}): hotter SGD concentrates instead.",
+    reason=f"top-1 mass against η/b has Spearman ρ = {rho_top:.2f}: hotter SGD "
+    "concentrates rather than spreads.",
     section="syn-temperature",
     numbers=("grid_spearman_top1", "grid_spearman_kl"),
+    profile=profile,
 )
-claim(
+results.claim(
+    CH,
     "syn-mandt-eps-star",
     paper="mandt2017",
     item="Eq. 15",
-    claim="Constant SGD at ε* = 2SD/(N tr C) has a stationary law close to the posterior near a mode.",
-    status="not reproduced" if pic.eps_star > pic.stability_limit else "reproduced",
+    claim="Constant SGD at ε* = 2SD/(N tr C) has a stationary law close to the "
+    "posterior near a mode.",
+    status=results.verdict(
+        {
+            "ε* below the stability limit": pic.eps_star < pic.stability_limit,
+            "chains at ε* stay finite": not run_star.diverged.any(),
+        }
+    ),
     paper_scale="linear and logistic regression, D ≤ 11",
     scale=f"one mode of the Boolean FCN, D = {pic.D:,}, rank C = {pic.C_rank}",
-    reason=f"ε* is {pic.eps_star / pic.stability_limit:.1e}× the stability limit (rank C ≪ D); chains diverge.",
+    reason=f"ε* is {pic.eps_star / pic.stability_limit:.1e}× the stability limit "
+    "(rank C ≪ D); its chains diverge.",
     section="syn-local",
     numbers=("local_eps_star_over_limit", "local_eps_star_diverged", "local_rank_C"),
+    profile=profile,
 )
-claim(
+results.claim(
+    CH,
     "syn-mandt-range",
     paper="mandt2017",
     item="§3",
-    claim="The stationary covariance of constant SGD solves the Lyapunov equation AΣ + ΣA = (ε/S)C.",
-    status="partly" if 0.5 < c_range < 2 else "not reproduced",
+    claim="The stationary covariance of constant SGD solves the Lyapunov equation "
+    "AΣ + ΣA = (ε/S)C.",
+    status=results.verdict(
+        {
+            "range(C): within 2× of Lyapunov": 0.5 < c_range < 2,
+            "null(C): within 2× of Lyapunov": 0.5
+            < c0["tr_emp_null"] / c0["tr_lyap_null"]
+            < 2,
+        }
+    ),
     paper_scale="linear and logistic regression",
     scale=f"{local_chains} chains at one mode, D = {pic.D:,}",
-    reason=f"in the range of C the traces agree (ratio {c_range:.2f}); in its null space the iterates drift.",
+    reason=f"in the range of C the traces agree (ratio {c_range:.2f}); in its null "
+    "space the iterates drift.",
     section="syn-local",
     numbers=("local_range_trace_ratio", "local_null_vs_laplace"),
+    profile=profile,
 )
-claim(
+results.claim(
+    CH,
     "syn-baseline",
     paper="mingard2021",
     item="Fig. 1(b)",
-    claim="The NNGP posterior (EP) approximates the finite network's posterior over functions.",
-    status="reproduced" if ep_gap.max() < 0.2 else "partly",
+    claim="The NNGP posterior (EP) approximates the finite network's posterior "
+    "over functions.",
+    status=results.verdict(
+        {
+            "marginals within 0.05": bool(ep_gap.max() < 0.05),
+            "top functions within 10×": decade_ep >= 0.5,
+        }
+    ),
     paper_scale="direct sampling of 10^7–10^10 prior networks",
-    scale=f"{diag['n_draws']:,} HMC draws of the finite network ({diag['n_chains']} chains)",
-    reason=f"marginals on E agree within {ep_gap.max():.2f}; chains mixed (max R̂ {diag['rhat_max']:.3f}).",
+    scale=f"{diag['n_draws']:,} HMC draws of the finite network "
+    f"({diag['n_chains']} chains)",
+    reason=f"marginals on E agree within {ep_gap.max():.2f}; largest R̂ "
+    f"{diag['rhat_max']:.3f}.",
     section="syn-baseline",
     numbers=("marginals_mcmc_vs_ep_max_gap", "mcmc_rhat_max"),
+    profile=profile,
 )
 record("chapter_seconds", time.time() - t_start, "wall time of the chapter", unit="s")
 

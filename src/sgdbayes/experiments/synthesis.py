@@ -18,7 +18,6 @@ Probabilities: natural logs unless a name says ``log10``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -28,24 +27,13 @@ import numpy as np
 import torch
 
 from sgdbayes.functions import FunctionCounts, as_bits
+from sgdbayes.params import Choice, Float, Int, List, Rule, Spec, Str
 
 __all__ = [
-    "AveragingRun", "MCMCResult", "PARAMETERS", "agreement", "averaging_runs", "cached", "function_mass",
+    "AveragingRun", "MCMCResult", "PARAMETERS", "agreement", "averaging_runs", "function_mass", "grid_shard",
     "grid_table", "hamming", "local_analysis", "local_chains", "mcmc_baseline", "mcmc_diagnostics",
     "mcmc_functions", "sgd_solutions", "temperature_grid",
 ]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# caching (temporary shim: the old cached(name, params, compute) until issue 11's cached(fn, **kwargs) is on main)
-# --------------------------------------------------------------------------------------------------------------------
-def cached(fn, /, **kwargs):
-    """``fn(**kwargs)``, cached on disk by the call (``sgdbayes.cache.cached``)."""
-    from sgdbayes import cache
-
-    if "params" in inspect.signature(cache.cached).parameters:  # the cache before issue 11
-        return cache.cached(f"{fn.__module__}.{fn.__qualname__}", kwargs, lambda: fn(**kwargs))
-    return cache.cached(fn, **kwargs)
 
 
 def _np(x, dtype=np.float32) -> np.ndarray:
@@ -70,36 +58,77 @@ def _check_pos(name: str, value) -> float:
 # --------------------------------------------------------------------------------------------------------------------
 # (1) temperature and function space
 # --------------------------------------------------------------------------------------------------------------------
-def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches: Sequence[int], n_networks: int,
-                     max_epochs: int, seed: int = 0, stop_rule: str = "clean", hidden: Sequence[int] = (40, 40),
-                     sigma_w: float = 1.0, sigma_b: float = 1.0, device: str = "cpu", shard_size: int = 2000,
-                     progress: bool = False) -> dict:
-    """P_SGD(f|S) of plain SGD (cross-entropy) for every (η, b) in ``lrs × batches``: ``{(lr, batch): TrainingRun}``
-    (:func:`sgdbayes.experiments.function_probability.train_functions`; sharded, resumable, stored shard by shard).
-    Every setting uses the same seeds, so the same initialisations (common random numbers). ``stop_rule`` "clean"
-    stops at the end of the first epoch at which the sign of the logit fits S; any other rule is passed on to the
-    trainer (which rejects rules it does not know)."""
+def grid_shard(seed: int, *, x_train, y_train, x_test, n_networks: int, lr: float, batch_size: int, max_epochs: int,
+               stop_rule: str = "clean", runs_per_process: int = 25, hidden: Sequence[int] = (40, 40),
+               sigma_w: float = 1.0, sigma_b: float = 1.0, device: str = "cpu"):
+    """One shard of :func:`temperature_grid` (top level, for :func:`sgdbayes.distributed.run_sharded`):
+    ``n_networks`` FCNs trained by plain SGD (cross-entropy) with :func:`sgdbayes.ensembles.train_ensemble` under
+    ``stop_rule`` — ``"clean"`` or the authors' ``"keras"`` rule, emulating processes of ``runs_per_process`` runs
+    whose leaders are left out (:class:`sgdbayes.ensembles.StopRule`) — as a
+    :class:`~sgdbayes.experiments.function_probability.TrainingRun` of the counted runs."""
     from sgdbayes.device import get_device, torch_threads
+    from sgdbayes.ensembles import FCN, StopRule, train_ensemble
+    from sgdbayes.experiments.function_probability import TrainingRun
+
+    dev = get_device(device)
+    x_tr = torch.as_tensor(_np(x_train), device=dev)
+    rule = StopRule.clean() if stop_rule == "clean" else StopRule(stop_rule, runs_per_process=runs_per_process)
+    model = FCN(x_tr.shape[1], tuple(hidden), sigma_w=sigma_w, sigma_b=sigma_b)
+    # small nets and minibatches: one torch thread (two spinning threads on a shared 2-core machine cost several
+    # times the CPU for the same work)
+    with torch_threads(1, dev):
+        res = train_ensemble(model, x_tr, torch.as_tensor(_np(y_train, np.int64), device=dev),
+                             torch.as_tensor(_np(x_test), device=dev), n_networks=n_networks, seed=int(seed), lr=lr,
+                             batch_size=batch_size, max_epochs=max_epochs, stop_rule=rule, device=dev,
+                             progress=False)
+    mine = np.ones(res.n_networks, dtype=bool) if res.leader is None else ~res.leader
+    status = res.status[mine]
+    fitted = status == "fitted"
+    counts = res.function_counts(require_final_fit=True, leaders=False)
+    fit_epochs = res.epochs_to_fit[mine][fitted]
+    hist = np.bincount(fit_epochs, minlength=1).astype(np.int64) if fit_epochs.size else np.zeros(1, np.int64)
+    return TrainingRun(counts=counts, n_networks=int(mine.sum()), n_fitted=int(fitted.sum()),
+                       n_not_fitted=int((status == "not_fitted").sum()), n_diverged=int((status == "diverged").sum()),
+                       n_lost_fit=int(fitted.sum()) - counts.total, epochs_hist=hist, seconds=res.wall_time_s,
+                       config={"stop_rule": stop_rule, "runs_per_process": runs_per_process})
+
+
+def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches: Sequence[int], n_networks: int,
+                     max_epochs: int, seed: int = 0, stop_rule: str = "clean", runs_per_process: int = 25,
+                     hidden: Sequence[int] = (40, 40), sigma_w: float = 1.0, sigma_b: float = 1.0,
+                     device: str = "cpu", shard_size: int = 2000, progress: bool = False) -> dict:
+    """P_SGD(f|S) of plain SGD (cross-entropy) for every (η, b) in ``lrs × batches``: ``{(lr, batch): TrainingRun}``,
+    trained in seeded shards (:func:`grid_shard` through :func:`sgdbayes.distributed.run_sharded`: resumable, each
+    shard stored as it finishes). Every setting uses the same seeds, so the same initialisations (common random
+    numbers). ``stop_rule``: ``"clean"`` (stop at the end of the first epoch at which the sign of the logit fits S)
+    or ``"keras"`` (the authors' rule; the leaders of its emulated processes are not counted)."""
+    from sgdbayes.distributed import run_sharded
+    from sgdbayes.ensembles import STOP_RULES
     from sgdbayes.experiments import function_probability as fp
 
     lrs = [_check_pos("lr", lr) for lr in lrs]
     batches = [_check_int("batch", b, 1) for b in batches]
     if not lrs or not batches:
         raise ValueError("lrs and batches must be non-empty")
-    n_train = _np(x_train).shape[0]
-    if max(batches) > n_train:
-        raise ValueError(f"every batch size must be <= |S| = {n_train}, got {max(batches)}")
-    extra = {} if stop_rule == "clean" else {"stop_rule": stop_rule}
+    if stop_rule not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {stop_rule!r}; allowed: {', '.join(STOP_RULES)}")
+    xtr, xte = _np(x_train), _np(x_test)
+    ytr = as_bits(_np(y_train, np.int64), xtr.shape[0], name="y_train")[0].astype(np.int64)
+    if max(batches) > xtr.shape[0]:
+        raise ValueError(f"every batch size must be <= |S| = {xtr.shape[0]}, got {max(batches)}")
+    n_networks = _check_int("n_networks", n_networks, 1)
+    per = min(_check_int("shard_size", shard_size, 1), n_networks)
+    n_shards = math.ceil(n_networks / per)
     out = {}
-    # small nets and minibatches: one torch thread (two spinning threads on a shared 2-core machine cost several
-    # times the CPU for the same work)
-    with torch_threads(1, get_device(device)):
-        for lr in lrs:
-            for b in batches:
-                out[(lr, b)] = fp.train_functions(
-                    x_train, y_train, x_test, n_networks=n_networks, seed=seed, shard_size=shard_size,
-                    name=f"synthesis.grid.{stop_rule}", progress=progress, hidden=list(hidden), sigma_w=sigma_w,
-                    sigma_b=sigma_b, lr=lr, batch_size=b, max_epochs=max_epochs, device=device, **extra)
+    for lr in lrs:
+        for b in batches:
+            params = {"x_train": xtr, "y_train": ytr, "x_test": xte, "n_networks": per, "lr": lr, "batch_size": b,
+                      "max_epochs": int(max_epochs), "stop_rule": stop_rule, "runs_per_process": int(runs_per_process),
+                      "hidden": [int(h) for h in hidden], "sigma_w": float(sigma_w), "sigma_b": float(sigma_b),
+                      "device": device}
+            out[(lr, b)] = run_sharded(grid_shard, n_shards=n_shards, seed=seed, params=params,
+                                       merge=fp.merge_training_runs, scheduler=fp.resolve_scheduler("auto"),
+                                       progress=progress)
     return out
 
 
@@ -473,36 +502,29 @@ def function_mass(functions_bits, probs_of) -> float:
 # --------------------------------------------------------------------------------------------------------------------
 # the chapter's parameters (checked by `sgdbayes run/book` before any kernel starts)
 # --------------------------------------------------------------------------------------------------------------------
-def _parameters():
-    from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec, Str  # noqa: F401
-
-    return Spec(
-        profile=Choice("smoke", "default", "paper"), device=Choice("auto", "cpu", "cuda"), seed=Int(min=0),
-        bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0),
-        hidden=List(Int(min=1), min_len=1), sigma_w=Float(gt=0), sigma_b=Float(gt=0),
-        grid_lrs=List(Float(gt=0), min_len=1), grid_batches=List(Int(min=1), min_len=1),
-        grid_networks=Int(min=1), grid_max_epochs=Int(min=1), stop_rules=List(Str(), min_len=1),
-        min_count=Int(min=1), prior_samples=Int(min=1),
-        mcmc_tau=Float(gt=0), mcmc_tau_start=Float(gt=0), mcmc_chains=Int(min=2), mcmc_warmup=Int(min=1),
-        mcmc_draws=Int(min=4), mcmc_leapfrog=Int(min=1),
-        local_lr=Float(gt=0), local_batch=Int(min=1), local_weight_decay=Float(gt=0),
-        local_fractions=List(Float(gt=0), min_len=1), local_chains=Int(min=1), local_steps=Int(min=1),
-        local_burn_in=Int(min=0), local_thin=Int(min=1), local_star_chains=Int(min=1), local_star_steps=Int(min=1),
-        avg_networks=Int(min=1), avg_lr=Float(gt=0), avg_batch=Int(min=1), avg_epochs=Int(min=1),
-        relations=[
-            Rule(lambda p: max(p["grid_batches"]) <= p["bool_n_train"], "every grid_batches entry <= bool_n_train"),
-            Rule(lambda p: p["local_batch"] <= p["bool_n_train"] and p["avg_batch"] <= p["bool_n_train"],
-                 "local_batch and avg_batch <= bool_n_train"),
-            Rule(lambda p: p["avg_lr"] in p["grid_lrs"] and p["avg_batch"] in p["grid_batches"],
-                 "(avg_lr, avg_batch) must be a setting of the grid (grid_lrs × grid_batches)"),
-            Rule(lambda p: p["mcmc_tau"] <= p["mcmc_tau_start"], "mcmc_tau <= mcmc_tau_start"),
-            Rule(lambda p: "clean" in p["stop_rules"], "stop_rules must include 'clean'"),
-            Rule(lambda p: p["local_thin"] <= p["local_steps"], "local_thin <= local_steps"),
-        ],
-    )
+PARAMETERS = Spec(
+    profile=Choice("smoke", "default", "paper"), device=Choice("auto", "cpu", "cuda"), seed=Int(min=0),
+    bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0),
+    hidden=List(Int(min=1), min_len=1), sigma_w=Float(gt=0), sigma_b=Float(gt=0),
+    grid_lrs=List(Float(gt=0), min_len=1), grid_batches=List(Int(min=1), min_len=1),
+    grid_networks=Int(min=1), grid_max_epochs=Int(min=1), stop_rules=List(Choice("clean", "keras"), min_len=1),
+    min_count=Int(min=1), prior_samples=Int(min=1),
+    mcmc_tau=Float(gt=0), mcmc_tau_start=Float(gt=0), mcmc_chains=Int(min=2), mcmc_warmup=Int(min=1),
+    mcmc_draws=Int(min=4), mcmc_leapfrog=Int(min=1),
+    local_lr=Float(gt=0), local_batch=Int(min=1), local_weight_decay=Float(gt=0),
+    local_fractions=List(Float(gt=0), min_len=1), local_chains=Int(min=1), local_steps=Int(min=1),
+    local_burn_in=Int(min=0), local_thin=Int(min=1), local_star_chains=Int(min=1), local_star_steps=Int(min=1),
+    avg_networks=Int(min=1), avg_lr=Float(gt=0), avg_batch=Int(min=1), avg_epochs=Int(min=1),
+    relations=[
+        Rule(lambda p: max(p["grid_batches"]) <= p["bool_n_train"], "every grid_batches entry <= bool_n_train"),
+        Rule(lambda p: p["local_batch"] <= p["bool_n_train"] and p["avg_batch"] <= p["bool_n_train"],
+             "local_batch and avg_batch <= bool_n_train"),
+        Rule(lambda p: p["avg_lr"] in p["grid_lrs"] and p["avg_batch"] in p["grid_batches"],
+             "(avg_lr, avg_batch) must be a setting of the grid (grid_lrs × grid_batches)"),
+        Rule(lambda p: p["mcmc_tau"] <= p["mcmc_tau_start"], "mcmc_tau <= mcmc_tau_start"),
+        Rule(lambda p: "clean" in p["stop_rules"], "stop_rules must include 'clean'"),
+        Rule(lambda p: p["local_thin"] <= p["local_steps"], "local_thin <= local_steps"),
+    ],
+)
 
 
-try:
-    PARAMETERS = _parameters()
-except ImportError:  # sgdbayes.params (issue 11) is not on main yet: nothing to declare against
-    PARAMETERS = None

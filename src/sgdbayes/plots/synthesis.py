@@ -54,21 +54,26 @@ def baseline_comparison(p_mcmc, se_mcmc, p_direct, se_direct, p_ep, marg_mcmc, m
     return fig
 
 
-def temperature_panels(df, *, pb_top1=None, pb_error=None):
-    """Statistics of P_SGD against the SGD temperature η/b, one marker per batch size: (a) top-1 mass, (b) mean
-    test error, (c) KL(P_SGD ‖ P_B) on the functions seen ≥ 10 times, (d) fraction of networks that fit S.
+def temperature_panels(df, *, keras=None, pb_top1=None, pb_error=None):
+    """Statistics of P_SGD against the SGD temperature η/b, one colour and marker per batch size: (a) top-1 mass,
+    (b) mean test error, (c) KL(P_SGD ‖ P_B) on the functions seen ≥ 10 times, (d) fraction of networks that fit S.
+    ``df``: the clean stop rule (filled markers, solid); ``keras``: the authors' rule (hollow markers, dashed).
     ``pb_top1`` / ``pb_error``: (value, standard error) of the posterior's own, drawn as bands."""
     fig, axes = new_figure(2, 2, width=4.2, height=3.0)
     markers = ["o", "s", "^", "D", "v"]
     batches = sorted(df["batch"].unique())
     panels = [("top1", "top-1 mass", pb_top1), ("mean_error", "mean test error", pb_error),
               ("kl", "KL(P_SGD ‖ P_B) on support", None), ("fit_fraction", "fraction fitting S", None)]
+    sets = [(df, "-", "", None)] + ([(keras, "--", " (Keras rule)", "none")] if keras is not None else [])
     for ax, (col, label, band) in zip(axes.ravel(), panels, strict=True):
-        for k, b in enumerate(batches):
-            d = df[df["batch"] == b].sort_values("eta_over_b")
-            se = d[f"{col}_se"] if f"{col}_se" in d else None
-            ax.errorbar(d["eta_over_b"], d[col], yerr=se, marker=markers[k % len(markers)], ms=4, lw=1,
-                        color=PALETTE[k], label=f"b = {b}", capsize=2)
+        for data, ls, suffix, face in sets:
+            for k, b in enumerate(batches):
+                d = data[data["batch"] == b].sort_values("eta_over_b")
+                if col not in d:
+                    continue
+                se = d[f"{col}_se"] if f"{col}_se" in d else None
+                ax.errorbar(d["eta_over_b"], d[col], yerr=se, marker=markers[k % len(markers)], ms=4, lw=1, ls=ls,
+                            color=PALETTE[k], mfc=face, label=f"b = {b}{suffix}", capsize=2)
         if band is not None:
             v, s = band
             ax.axhspan(v - 2 * s, v + 2 * s, color="0.8", alpha=0.6, lw=0)
