@@ -58,51 +58,61 @@ def temperature_panels(df, *, keras=None, pb_top1=None, pb_error=None):
     """Statistics of P_SGD against the SGD temperature η/b, one colour and marker per batch size: (a) top-1 mass,
     (b) mean test error, (c) KL(P_SGD ‖ P_B) on the functions seen ≥ 10 times, (d) fraction of networks that fit S.
     ``df``: the clean stop rule (filled markers, solid); ``keras``: the authors' rule (hollow markers, dashed).
-    ``pb_top1`` / ``pb_error``: (value, standard error) of the posterior's own, drawn as bands."""
-    fig, axes = new_figure(2, 2, width=4.2, height=3.0)
+    ``pb_top1`` / ``pb_error``: (value, standard error) of the posterior's own, drawn as a line and a ±2 s.e. band.
+    The legend sits under the panels."""
+    fig, axes = new_figure(2, 2, width=3.4, height=2.5, sharex="all")
     markers = ["o", "s", "^", "D", "v"]
     batches = sorted(df["batch"].unique())
-    panels = [("top1", "top-1 mass", pb_top1), ("mean_error", "mean test error", pb_error),
-              ("kl", "KL(P_SGD ‖ P_B) on support", None), ("fit_fraction", "fraction fitting S", None)]
-    sets = [(df, "-", "", None)] + ([(keras, "--", " (Keras rule)", "none")] if keras is not None else [])
-    for ax, (col, label, band) in zip(axes.ravel(), panels, strict=True):
+    panels = [("top1", "(a) top-1 mass", pb_top1), ("mean_error", "(b) mean test error", pb_error),
+              ("kl", "(c) KL(P_SGD ‖ P_B) on support", None), ("fit_fraction", "(d) fraction fitting S", None)]
+    sets = [(df, "-", "", None)] + ([(keras, "--", ", Keras rule", "none")] if keras is not None else [])
+    handles, labels = [], []
+    for ax, (col, title, band) in zip(axes.ravel(), panels, strict=True):
         for data, ls, suffix, face in sets:
             for k, b in enumerate(batches):
                 d = data[data["batch"] == b].sort_values("eta_over_b")
                 if col not in d:
                     continue
                 se = d[f"{col}_se"] if f"{col}_se" in d else None
-                ax.errorbar(d["eta_over_b"], d[col], yerr=se, marker=markers[k % len(markers)], ms=4, lw=1, ls=ls,
-                            color=PALETTE[k], mfc=face, label=f"b = {b}{suffix}", capsize=2)
+                h = ax.errorbar(d["eta_over_b"], d[col], yerr=se, marker=markers[k % len(markers)], ms=4, lw=1,
+                                ls=ls, color=PALETTE[k], mfc=face, capsize=2)
+                if ax is axes[0, 0]:
+                    handles.append(h)
+                    labels.append(f"b = {b}{suffix}")
         if band is not None:
             v, s = band
             ax.axhspan(v - 2 * s, v + 2 * s, color="0.8", alpha=0.6, lw=0)
-            ax.axhline(v, color="0.3", lw=1, ls=":", label="P_B (MCMC)")
+            line = ax.axhline(v, color="0.3", lw=1, ls=":")
+            if ax is axes[0, 0]:
+                handles.append(line)
+                labels.append("network posterior P_B (MCMC)")
         ax.set_xscale("log")
+        ax.set_title(title)
+    for ax in axes[1]:
         ax.set_xlabel("η / b")
-        ax.set_ylabel(label)
     axes[1, 1].set_ylim(-0.02, 1.05)
-    axes[0, 0].legend(fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncol=2 if keras is not None else 4, frameon=False)
     return fig
 
 
-def local_covariances(pic, comparisons: dict):
-    """(a) Spectra at the solution: the nonzero eigenvalues of C and all eigenvalues of A (Gauss–Newton).
-    (b) Variance along each direction of the range of C (the eigenvectors of the Lyapunov prediction there):
+def local_covariances(pic, comparisons: dict, runs: dict):
+    """Mandt's picture at one mode, 2×2. (a) Spectra: the nonzero eigenvalues of C and all eigenvalues of A
+    (Gauss–Newton). (b) Variance along each principal direction of the Lyapunov prediction in the range of C:
     constant SGD against the prediction, one colour per rate. (c) Total variance in the range and in the null space
-    of C: constant SGD, Lyapunov, Laplace."""
-    fig, axes = new_figure(3, 1, width=2.9, height=2.9)
-    a, b, c = axes[0]
+    of C: constant SGD (filled), Lyapunov (hollow), Laplace (square). (d) Mean ‖θ − θ*‖² along the runs (chains that
+    did not diverge). ``comparisons`` and ``runs``: label → :func:`covariance_comparison` / ``ConstantSGDRun``."""
+    fig, axes = new_figure(2, 2, width=3.4, height=2.6)
+    a, b, c, d = axes.ravel()
     lamC = np.clip(pic.C_spectrum, 1e-30, None)
-    a.semilogy(np.arange(1, lamC.size + 1), lamC, "o", ms=3, color=PALETTE[0], label="C (nonzero part)")
-    a.semilogy(np.arange(1, pic.A_eigvals.size + 1), np.sort(pic.A_eigvals)[::-1], "-", lw=1.5, color=PALETTE[3],
-               label="A (Gauss–Newton)")
+    a.loglog(np.arange(1, lamC.size + 1), lamC, "o", ms=3, color=PALETTE[0])
+    lamA = np.sort(pic.A_eigvals)[::-1]
+    a.loglog(np.arange(1, lamA.size + 1), lamA, "-", lw=1.5, color=PALETTE[3])
     a.axvline(pic.C_rank, color="0.4", ls=":", lw=1)
-    a.set_xscale("log")
+    a.text(lamA.size, lamA[-1] * 3, "A", color=PALETTE[3], ha="right", va="bottom")
+    a.text(2, lamC[1] * 1e-4, "C", color=PALETTE[0], ha="left", va="top")
     a.set_xlabel("index")
     a.set_ylabel("eigenvalue")
     a.set_title(f"(a) rank C = {pic.C_rank} of D = {pic.D:,}")
-    a.legend(fontsize=9, frameon=False, loc="lower left")
     lo, hi = np.inf, 0.0
     for k, (label, cmp) in enumerate(comparisons.items()):
         pred = cmp["lyap_range_discrete"] if np.isfinite(cmp["tr_lyap_discrete_range"]) else cmp["lyap_range"]
@@ -110,27 +120,38 @@ def local_covariances(pic, comparisons: dict):
         emp = np.einsum("ij,jk,ki->i", V.T, cmp["emp_range"], V)
         if not np.all(np.isfinite(emp)):
             continue
-        b.loglog(w, emp, "o", ms=3, color=PALETTE[k], label=label)
-        lo, hi = min(lo, w.min(), emp.min()), max(hi, w.max(), emp.max())
+        keep = (w > 0) & (emp > 0)
+        b.loglog(w[keep], emp[keep], "o", ms=3, color=PALETTE[k], label=label)
+        lo, hi = min(lo, w[keep].min(), emp[keep].min()), max(hi, w[keep].max(), emp[keep].max())
     if hi > 0:
         _loglog_identity(b, lo / 2, hi * 2)
-    b.set_xlabel("variance, Lyapunov prediction")
-    b.set_ylabel("variance, constant SGD")
-    b.set_title("(b) in the range of C")
-    b.legend(fontsize=9, frameon=False, loc="lower right")
-    first = next(iter(comparisons.values()))
-    names = ["SGD, range", "SGD, null", "Lyapunov, range", "Lyapunov, null", "Laplace, range", "Laplace, null"]
+    b.set_xlabel("Lyapunov prediction")
+    b.set_ylabel("constant SGD")
+    b.set_title("(b) variances in range(C)")
     for k, (label, cmp) in enumerate(comparisons.items()):
-        vals = [cmp["tr_emp_range"], cmp["tr_emp_null"], cmp["tr_lyap_range"], cmp["tr_lyap_null"]]
-        c.scatter(vals, np.arange(4), color=PALETTE[k], s=18, label=label, zorder=3)
-    c.scatter([first["tr_laplace_range"], first["tr_laplace_null"]], [4, 5], color="0.2", marker="s", s=18,
-              label="Laplace", zorder=3)
-    c.set_yticks(np.arange(6))
-    c.set_yticklabels(names)
+        c.scatter([cmp["tr_emp_range"], cmp["tr_emp_null"]], [0, 1], color=PALETTE[k], s=22, zorder=3)
+        c.scatter([cmp["tr_lyap_range"], cmp["tr_lyap_null"]], [0, 1], facecolor="none", edgecolor=PALETTE[k],
+                  s=40, zorder=3)
+    first = next(iter(comparisons.values()))
+    c.scatter([first["tr_laplace_range"], first["tr_laplace_null"]], [0, 1], color="0.2", marker="s", s=22,
+              zorder=3)
+    c.set_yticks([0, 1])
+    c.set_yticklabels(["range(C)", "null(C)"])
+    c.set_ylim(1.5, -0.5)
     c.set_xscale("log")
-    c.invert_yaxis()
     c.set_xlabel("total variance (trace)")
-    c.set_title("(c) where the variance is")
+    c.set_title("(c) SGD ●, Lyapunov ○, Laplace ■")
+    for k, (label, run) in enumerate(runs.items()):
+        use = ~run.diverged
+        if not use.any():
+            continue
+        steps = run.burn_in + run.thin * np.arange(1, run.sq_dev.shape[1] + 1)
+        d.semilogy(steps, run.sq_dev[use].mean(0), color=PALETTE[k], lw=1.5, label=label)
+    d.set_xlabel("step")
+    d.set_ylabel("mean ‖θ − θ*‖²")
+    d.set_title("(d) distance from the mode")
+    handles, labels = b.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     return fig
 
 
