@@ -59,7 +59,8 @@ def _check_pos(name: str, value) -> float:
 # (1) temperature and function space
 # --------------------------------------------------------------------------------------------------------------------
 def grid_shard(seed: int, *, x_train, y_train, x_test, n_networks: int, lr: float, batch_size: int, max_epochs: int,
-               stop_rule: str = "clean", runs_per_process: int = 25, hidden: Sequence[int] = (40, 40),
+               max_steps: int | None = None, stop_rule: str = "clean", runs_per_process: int = 25,
+               hidden: Sequence[int] = (40, 40),
                sigma_w: float = 1.0, sigma_b: float = 1.0, device: str = "cpu"):
     """One shard of :func:`temperature_grid` (top level, for :func:`sgdbayes.distributed.run_sharded`):
     ``n_networks`` FCNs trained by plain SGD (cross-entropy) with :func:`sgdbayes.ensembles.train_ensemble` under
@@ -79,8 +80,8 @@ def grid_shard(seed: int, *, x_train, y_train, x_test, n_networks: int, lr: floa
     with torch_threads(1, dev):
         res = train_ensemble(model, x_tr, torch.as_tensor(_np(y_train, np.int64), device=dev),
                              torch.as_tensor(_np(x_test), device=dev), n_networks=n_networks, seed=int(seed), lr=lr,
-                             batch_size=batch_size, max_epochs=max_epochs, stop_rule=rule, device=dev,
-                             progress=False)
+                             batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps, stop_rule=rule,
+                             device=dev, progress=False)
     mine = np.ones(res.n_networks, dtype=bool) if res.leader is None else ~res.leader
     status = res.status[mine]
     fitted = status == "fitted"
@@ -94,14 +95,16 @@ def grid_shard(seed: int, *, x_train, y_train, x_test, n_networks: int, lr: floa
 
 
 def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches: Sequence[int], n_networks: int,
-                     max_epochs: int, seed: int = 0, stop_rule: str = "clean", runs_per_process: int = 25,
+                     max_epochs: int, max_steps: int | None = None, seed: int = 0, stop_rule: str = "clean",
+                     runs_per_process: int = 25,
                      hidden: Sequence[int] = (40, 40), sigma_w: float = 1.0, sigma_b: float = 1.0,
                      device: str = "cpu", shard_size: int = 2000, progress: bool = False) -> dict:
     """P_SGD(f|S) of plain SGD (cross-entropy) for every (η, b) in ``lrs × batches``: ``{(lr, batch): TrainingRun}``,
     trained in seeded shards (:func:`grid_shard` through :func:`sgdbayes.distributed.run_sharded`: resumable, each
     shard stored as it finishes). Every setting uses the same seeds, so the same initialisations (common random
     numbers). ``stop_rule``: ``"clean"`` (stop at the end of the first epoch at which the sign of the logit fits S)
-    or ``"keras"`` (the authors' rule; the leaders of its emulated processes are not counted)."""
+    or ``"keras"`` (the authors' rule; the leaders of its emulated processes are not counted). A network gets at
+    most ``max_epochs`` epochs and ``max_steps`` SGD steps (rounded down to whole epochs, at least one) to fit S."""
     from sgdbayes.distributed import run_sharded
     from sgdbayes.ensembles import STOP_RULES
     from sgdbayes.experiments import function_probability as fp
@@ -122,8 +125,10 @@ def temperature_grid(x_train, y_train, x_test, *, lrs: Sequence[float], batches:
     out = {}
     for lr in lrs:
         for b in batches:
+            steps = None if max_steps is None else max(int(max_steps), math.ceil(xtr.shape[0] / b))
             params = {"x_train": xtr, "y_train": ytr, "x_test": xte, "n_networks": per, "lr": lr, "batch_size": b,
-                      "max_epochs": int(max_epochs), "stop_rule": stop_rule, "runs_per_process": int(runs_per_process),
+                      "max_epochs": int(max_epochs), "max_steps": steps, "stop_rule": stop_rule,
+                      "runs_per_process": int(runs_per_process),
                       "hidden": [int(h) for h in hidden], "sigma_w": float(sigma_w), "sigma_b": float(sigma_b),
                       "device": device}
             out[(lr, b)] = run_sharded(grid_shard, n_shards=n_shards, seed=seed, params=params,
@@ -315,7 +320,8 @@ def mcmc_diagnostics(result: MCMCResult, true_labels, *, top_k: int = 5) -> dict
     lw = result.log_w01
     w = np.where(np.isfinite(lw), np.exp(lw - lw[np.isfinite(lw)].max()), 0.0) if np.isfinite(lw).any() else lw * 0
     out.update(accept=float(result.accept_prob.mean()), divergent=int(result.divergent.sum()),
-               warmup_divergent=int(result.warmup_divergent.sum()), fit_fraction=float((result.train_errors == 0).mean()),
+               warmup_divergent=int(result.warmup_divergent.sum()),
+               fit_fraction=float((result.train_errors == 0).mean()),
                ess_01_weights=float(w.sum() ** 2 / (w**2).sum()) if w.sum() > 0 else 0.0,
                n_draws=int(lw.size), n_chains=int(lw.shape[0]))
     out["rhat_max"] = float(np.nanmax([out[k] for k in out if k.startswith("rhat_")]))
@@ -507,7 +513,8 @@ PARAMETERS = Spec(
     bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0),
     hidden=List(Int(min=1), min_len=1), sigma_w=Float(gt=0), sigma_b=Float(gt=0),
     grid_lrs=List(Float(gt=0), min_len=1), grid_batches=List(Int(min=1), min_len=1),
-    grid_networks=Int(min=1), grid_max_epochs=Int(min=1), stop_rules=List(Choice("clean", "keras"), min_len=1),
+    grid_networks=Int(min=1), grid_max_epochs=Int(min=1), grid_max_steps=Int(min=1),
+    stop_rules=List(Choice("clean", "keras"), min_len=1),
     min_count=Int(min=1), prior_samples=Int(min=1),
     mcmc_tau=Float(gt=0), mcmc_tau_start=Float(gt=0), mcmc_chains=Int(min=2), mcmc_warmup=Int(min=1),
     mcmc_draws=Int(min=4), mcmc_leapfrog=Int(min=1),

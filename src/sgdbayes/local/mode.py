@@ -231,7 +231,8 @@ def local_picture(posterior: FCNPosterior, u_mode: Tensor, tau: float, *, S: int
     return LocalPicture(
         u_mode=u.cpu().numpy(), theta_mode=(scale * u).cpu().numpy(), scale=scale.cpu().numpy(), tau=float(tau),
         N=N, S=int(S), A_eigvals=lam.cpu().numpy(), A_eigvecs=V.cpu().numpy(), C=C_np,
-        hessian_eigvals=hess_eig.cpu().numpy(), C_spectrum=spec.eigenvalues, C_rank=int(r), U_range=U_range.cpu().numpy(), gram_rel_err=gram_err,
+        hessian_eigvals=hess_eig.cpu().numpy(), C_spectrum=spec.eigenvalues, C_rank=int(r),
+        U_range=U_range.cpu().numpy(), gram_rel_err=gram_err,
         eps_star=float(eps_star), eps_star_range=2.0 * S * r / (N * trC),
         stability_limit=float(2.0 / lam.max()), H_diag=H, n_dead=int(dead.sum()), mode_info=dict(mode_info or {}),
         n_train_errors=n_err, mode_labels=labels)
