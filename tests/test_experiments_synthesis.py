@@ -101,3 +101,25 @@ def test_hamming_and_function_mass():
     a = np.array([[1, 0, 1], [1, 1, 1], [1, 0, 1]], dtype=bool)
     assert syn.hamming(a, np.array([1, 0, 1], bool)).tolist() == [0, 1, 0]
     assert syn.function_mass(a, lambda bits: np.full(len(bits), 0.25)) == 0.5
+
+
+@pytest.mark.slow
+def test_local_analysis_quantities_are_consistent():
+    """At a mode of a small network: rank C ≤ N − 1, Mandt's ε* and the stability limit from their formulas, the
+    Lyapunov prediction and the Laplace covariance positive definite, the mode fits S."""
+    sp = boolean_split("0011", 8, seed=0, n=4)
+    out = syn.local_analysis(sp.x_train, sp.y_train, sp.x_test, weight_decay=0.01, batch=2, lr=0.3, seed=0,
+                             hidden=[6, 6])
+    pic = out["picture"]
+    N, D = sp.n_train, pic.D
+    assert 1 <= pic.C_rank <= N - 1
+    assert math.isclose(pic.eps_star, 2 * 2 * D / (N * np.trace(pic.C)), rel_tol=1e-10)
+    assert math.isclose(pic.eps_star_range, 2 * 2 * pic.C_rank / (N * np.trace(pic.C)), rel_tol=1e-10)
+    assert math.isclose(pic.stability_limit, 2 / pic.A_eigvals.max(), rel_tol=1e-12)
+    assert pic.A_eigvals.min() > 0 and np.linalg.eigvalsh(pic.laplace_covariance()).min() > 0
+    assert pic.n_train_errors == 0
+    assert np.allclose(pic.U_range.T @ pic.U_range, np.eye(pic.C_rank), atol=1e-10)
+    # C vanishes off its range
+    P_null = np.eye(D) - pic.U_range @ pic.U_range.T
+    assert np.abs(P_null @ pic.C @ P_null).max() < 1e-8 * np.abs(pic.C).max()
+    assert out["init_mode"]["sq_norm"] <= out["solution_sq_norm"] * 1.05
