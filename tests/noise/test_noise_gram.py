@@ -176,3 +176,29 @@ def test_model_mode_is_restored():
     model.train()
     per_sample_gram(model, ce, torch.rand(6, 49), torch.arange(6))
     assert model.training
+
+
+def test_layer_blocks_are_summed_in_module_order():
+    """The per-layer Gram blocks are added in the model's module order, so G is bit-identical run to run (a set of
+    modules iterated in memory-address order made the last digits of the spectra differ between runs)."""
+    import sgdbayes.noise.gram as gram_module
+
+    seen = []
+    orig = gram_module._layer_gram
+
+    def spy(mod, *args):
+        seen.append(mod)
+        return orig(mod, *args)
+
+    x = torch.rand(6, 1, 28, 28)
+    y = torch.arange(6)
+    for _ in range(5):  # fresh modules at fresh addresses
+        model = small_lenet()
+        seen.clear()
+        gram_module._layer_gram = spy
+        try:
+            per_sample_gram(model, ce, x, y)
+        finally:
+            gram_module._layer_gram = orig
+        order = [m for m in model.modules() if m in seen]
+        assert seen == order

@@ -268,7 +268,9 @@ def per_sample_gram(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch
             layer_of.pop(k, None)
             layer_of.pop(seen[id(p)], None)
         seen.setdefault(id(p), k)
-    supported_mods = set(layer_of.values())
+    # a list in the model's module order, not a set: the per-layer blocks are summed in this order, and a set of
+    # modules iterates in an order that depends on their memory addresses (the last digits of G changed run to run)
+    supported_mods = list(dict.fromkeys(layer_of.values()))
 
     was_training = model.training
     model.eval()
