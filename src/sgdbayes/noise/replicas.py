@@ -126,3 +126,123 @@ def train_replicas(x: torch.Tensor, y: torch.Tensor, *, lr: float | list[float],
             record(k)
     return ReplicaRun(steps=np.asarray(rec_steps), train_loss=np.stack(losses), test_error=np.stack(errs),
                       grad_norm=np.stack(gnorms), weights=np.stack(ws) if record_weights else None, d=d)
+
+
+def coupled_batches(n: int, b: int, replicas: int, gen: torch.Generator, device=None) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """One mini-batch per replica drawn **with** replacement (``[R, b]``, ``b`` uniform draws) and one **without**
+    (``[R, b]``, ``b`` distinct indices), coupled to overlap as much as possible: the second holds every distinct
+    index of the first, filled up with indices drawn uniformly from the rest.
+
+    Each is exactly distributed as its scheme requires: the first is ``b`` independent uniform draws, and the second,
+    always ``b`` distinct indices whose law is invariant under any permutation of ``0..N−1``, is a uniform simple
+    random sample. The coupling only makes the two SGD paths share most of their noise, so that their difference is
+    measured with far less Monte-Carlo error than with independent draws.
+    """
+    if not 1 <= b <= n:
+        raise ValueError(f"batch size b must be in [1, N = {n}], got {b}")
+    dev = device if device is not None else gen.device
+    with_idx = torch.randint(n, (replicas, b), generator=gen, device=dev)
+    marked = torch.zeros(replicas, n, device=dev, dtype=torch.float64)
+    marked.scatter_(1, with_idx, 1.0)
+    keys = torch.rand(replicas, n, generator=gen, device=dev, dtype=torch.float64) - 2.0 * marked
+    return with_idx, keys.argsort(dim=1)[:, :b]
+
+
+@dataclass(frozen=True)
+class SchemeRun:
+    """Full-data mean cross-entropy of paired runs ``loss[scheme] [n_rec, R]`` at ``steps [n_rec]`` for the schemes
+    ``"with"`` (replacement), ``"without"`` and ``"full"`` (full-batch gradient descent), all from the same
+    ``R`` initialisations; ``start_weights [R, d]`` (after the pretraining) and ``final_weights[scheme] [R, d]``
+    (W1, b1, W2, b2 flattened, W as ``[in, out]``)."""
+
+    steps: np.ndarray
+    loss: dict[str, np.ndarray]
+    start_weights: np.ndarray
+    final_weights: dict[str, np.ndarray]
+    hidden: int
+    n_classes: int
+
+
+def train_schemes(x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: int, steps: int, replicas: int,
+                  hidden: int = 16, pretrain_steps: int = 0, record_every: int = 10, seed: int = 0) -> SchemeRun:
+    """``replicas`` MLPs ``in → hidden → classes``, first trained by full-batch gradient descent for
+    ``pretrain_steps`` steps (so that all runs start in the same basin, near a minimum), then each continued three
+    times from that point by plain SGD with mini-batches drawn with and without replacement (coupled by
+    :func:`coupled_batches`) and with the full batch. One batched pass per step trains all ``3R`` networks; the
+    full-data loss is recorded every ``record_every`` steps (and at step 0 of the continuation)."""
+    if x.dim() != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be [N, features] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
+    n, n_in = x.shape
+    if not 1 <= batch_size < n:
+        raise ValueError(f"batch_size must be in [1, N) = [1, {n}) (b = N has no noise without replacement), got "
+                         f"{batch_size}")
+    if not lr > 0 or steps < 1 or replicas < 2 or record_every < 1:
+        raise ValueError(f"need lr > 0, steps >= 1, replicas >= 2, record_every >= 1; got {lr}, {steps}, {replicas}, "
+                         f"{record_every}")
+    c = int(y.max()) + 1
+    gen = make_generator(seed, device=x.device)
+    if pretrain_steps < 0:
+        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
+    init = [p.requires_grad_() for p in _init(replicas, n_in, hidden, c, gen, x.device, x.dtype)]
+    r = replicas
+    xs_full = x.unsqueeze(0).expand(r, n, n_in)
+    for k in range(pretrain_steps):
+        out = _forward(init, xs_full)
+        loss = F.cross_entropy(out.reshape(-1, c), y.repeat(r), reduction="sum") / n
+        grads = torch.autograd.grad(loss, init)
+        with torch.no_grad():
+            for p, g in zip(init, grads, strict=True):
+                p.sub_(lr * g)
+    start = torch.cat([p.detach().reshape(r, -1) for p in init], dim=1).double().cpu().numpy()
+    params = [p.detach().repeat(3, 1, 1).requires_grad_() for p in init]  # [with R | without R | full R]
+    names = ("with", "without", "full")
+    rec_steps, losses = [], {k: [] for k in names}
+
+    def record(k: int) -> None:
+        with torch.no_grad():
+            out = _forward(params, x.unsqueeze(0).expand(3 * r, n, n_in))
+            lf = F.cross_entropy(out.reshape(-1, c), y.repeat(3 * r), reduction="none").reshape(3 * r, n).mean(1)
+        if not torch.isfinite(lf).all():
+            raise FloatingPointError(f"a network diverged (loss NaN/inf) by step {k}; lower lr = {lr}")
+        rec_steps.append(k)
+        for i, name in enumerate(names):
+            losses[name].append(lf[i * r:(i + 1) * r].double().cpu().numpy())
+
+    record(0)
+    for k in range(1, steps + 1):
+        iw, io = coupled_batches(n, batch_size, r, gen)
+        p_sgd = [p[:2 * r] for p in params]
+        p_full = [p[2 * r:] for p in params]
+        idx = torch.cat([iw, io])
+        out_b = _forward(p_sgd, x[idx])
+        out_f = _forward(p_full, xs_full)
+        loss = (F.cross_entropy(out_b.reshape(-1, c), y[idx].reshape(-1), reduction="sum") / batch_size
+                + F.cross_entropy(out_f.reshape(-1, c), y.repeat(r), reduction="sum") / n)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(lr * g)
+        if k % record_every == 0:
+            record(k)
+    flat = torch.cat([p.detach().reshape(3 * r, -1) for p in params], dim=1).double().cpu().numpy()
+    return SchemeRun(steps=np.asarray(rec_steps), loss={k: np.stack(v) for k, v in losses.items()},
+                     start_weights=start, final_weights={name: flat[i * r:(i + 1) * r] for i, name in enumerate(names)}, hidden=hidden,
+                     n_classes=c)
+
+
+def mlp_module(weights: np.ndarray, n_in: int, hidden: int, n_classes: int) -> torch.nn.Sequential:
+    """The float64 ``nn.Sequential(Linear, ReLU, Linear)`` holding one replica's flattened weights (as stored by
+    :func:`train_schemes`), for per-sample gradients."""
+    w = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
+    sizes = [n_in * hidden, hidden, hidden * n_classes, n_classes]
+    if w.numel() != sum(sizes):
+        raise ValueError(f"expected {sum(sizes)} weights for {n_in} → {hidden} → {n_classes}, got {w.numel()}")
+    w1, b1, w2, b2 = torch.split(w, sizes)
+    m = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_classes))
+    with torch.no_grad():
+        m[0].weight.copy_(w1.reshape(n_in, hidden).T)
+        m[0].bias.copy_(b1)
+        m[2].weight.copy_(w2.reshape(hidden, n_classes).T)
+        m[2].bias.copy_(b2)
+    return m.double()

@@ -1,0 +1,893 @@
+"""Chapter 2 (Chaudhari & Soatto 2018): every experiment the chapter runs, as functions of plain arguments that
+return plain results (cacheable), plus the tables, tests and statuses built from them.
+
+- :func:`spectra_run`, :func:`spectra_table`, :func:`checkpoint_table`: the spectrum of the gradient-noise covariance
+  ``D`` of the paper's small networks at 20/40/100% of training (authors' optimiser: heavy-ball momentum 0.9, lr 0.1,
+  batch 128), beside the paper's table (CIFAR rows included, run only on request).
+- :func:`temperature_runs`, :func:`equivalence_table`: "only η/b matters" as paired equivalence tests (TOST) between
+  (η, b) of equal ratio and paired difference tests between ratios that differ.
+- :func:`convex_replacement`, :func:`network_replacement`: sampling with vs without replacement — least squares
+  against its exact stationary excess loss, then a network from a shared pretrained point, paired and coupled.
+- :func:`double_well_experiment`, :func:`critical_point_table`, :func:`potential_shift_experiment`: the double well's
+  steady-state circulation and probability flux against closed forms; the drift's critical point against first-order
+  theory in λ; the mode of a 1-D SGD diffusion against its closed form in β⁻¹.
+- :func:`linear_experiment`: the linear case, the simulated covariance against the Lyapunov solution.
+- :func:`trajectory_experiment`: tiny-fc trajectories (the authors' network, schedule and momentum) with an
+  equilibrium control and Brownian motion, the same FFT/autocorrelation statistics for all three.
+- :func:`local_entropy_experiment`.
+
+:data:`PARAMETERS` declares every parameter of the chapter's notebook with its range and relations; the CLI checks it
+before a kernel starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from sgdbayes import results
+from sgdbayes.device import get_device
+from sgdbayes.noise import (NoiseSpectrum, n_weights, per_sample_cross_entropy, per_sample_gradients,
+                            per_sample_gram, small_allcnn, small_fc, small_lenet, spectrum_from_gram,
+                            temperature_experiment, train_with_spectra)
+from sgdbayes.noise.convex import least_squares_problem, sampling_factor, sgd_excess_chains, stationary_excess
+from sgdbayes.noise.replicas import mlp_module, train_schemes
+from sgdbayes.noise.statistics import mean_ci, paired_difference, paired_tost, ratio_of_means
+from sgdbayes.noise.tinyfc import check_schedule, lr_at_epoch, replica_module, train_tiny_fc
+from sgdbayes.sde import (DoubleWell, autocorrelation, brownian_motion, chi2_density_check, circulation_closed_form,
+                          critical_point_path, first_order_shift, flux_closed_form, increment_spectrum,
+                          local_entropy, low_frequency_power, measure_circulation, non_commuting_example,
+                          outside_band_fraction, quadratic_1d_problem, reversible_control,
+                          sample_covariance_zscores, sde_samples, sharp_and_wide, smoothed_density_mode,
+                          smoothed_mode, stationary_density_1d, white_noise_band)
+
+CHAPTER = "sgd_variational_inference"
+
+# ------------------------------------------------------------------------------------------------------------------
+# TEMPORARY shims, removed once main has issue 11's cache and parameter spec and issue 12's claims: they let this
+# chapter be written against the new interfaces (contract §1-§3) and run before those land.
+# ------------------------------------------------------------------------------------------------------------------
+import inspect as _inspect  # noqa: E402
+
+from sgdbayes import cache as _cache  # noqa: E402
+
+if "compute" in _inspect.signature(_cache.cached).parameters:  # the old cached(name, params, compute)
+    _old_cached = _cache.cached
+
+    def _cached_new_form(fn, *args, **kwargs):
+        if isinstance(fn, str):
+            return _old_cached(fn, *args, **kwargs)
+        bound = _inspect.signature(fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        return _old_cached(f"{fn.__module__}.{fn.__qualname__}", dict(bound.arguments), lambda: fn(*args, **kwargs))
+
+    _cache.cached = _cached_new_form
+
+if not hasattr(results, "claim"):
+    def _claim(chapter, claim_id, *, paper, item, claim, status, paper_scale, scale, reason, section, numbers=(),
+               profile=None):
+        data = results.load(chapter)
+        data.setdefault("claims", {})[claim_id] = {
+            "paper": paper, "item": item, "claim": claim, "status": status, "paper_scale": paper_scale,
+            "scale": scale, "reason": reason, "section": section, "numbers": list(numbers), "profile": profile}
+        from sgdbayes.paths import atomic_write_bytes
+        import json
+        atomic_write_bytes(results.results_path(chapter), json.dumps(data, indent=2).encode())
+
+    results.claim = _claim
+
+if "label" not in _inspect.signature(results.record).parameters:
+    _old_record = results.record
+
+    def _record(chapter, name, value, *, paper=None, label="", description="", unit="", profile=None):
+        _old_record(chapter, name, value, paper=paper, description=f"{label}: {description}" if label else description,
+                    unit=unit, profile=profile)
+
+    results.record = _record
+
+try:
+    from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec
+except ImportError:  # pragma: no cover - the shim below stands in until sgdbayes.params lands
+    @dataclass(frozen=True)
+    class _Type:
+        kind: str
+        args: tuple = ()
+        opts: dict = field(default_factory=dict)
+
+        def check(self, name, v):
+            o = self.opts
+            if self.kind == "int":
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise ValueError(f"{name} = {v!r} must be an integer")
+            elif self.kind == "float":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ValueError(f"{name} = {v!r} must be a finite number")
+            elif self.kind == "bool":
+                if not isinstance(v, bool):
+                    raise ValueError(f"{name} = {v!r} must be true or false")
+            elif self.kind == "choice":
+                if v not in self.args:
+                    raise ValueError(f"{name} = {v!r} must be one of {list(self.args)}")
+                return
+            elif self.kind == "list":
+                if not isinstance(v, (list, tuple)) or len(v) < o.get("min_len", 0):
+                    raise ValueError(f"{name} = {v!r} must be a list of at least {o.get('min_len', 0)} entries")
+                for i, e in enumerate(v):
+                    self.args[0].check(f"{name}[{i}]", e)
+                return
+            for key, op, text in (("min", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+                                  ("max", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
+                if key in o and not op(v, o[key]):
+                    raise ValueError(f"{name} = {v!r} must be {text} {o[key]}")
+
+    def Int(**o):  # noqa: N802
+        return _Type("int", (), o)
+
+    def Float(**o):  # noqa: N802
+        return _Type("float", (), o)
+
+    def Bool():  # noqa: N802
+        return _Type("bool")
+
+    def Choice(*c):  # noqa: N802
+        return _Type("choice", c)
+
+    def List(t, **o):  # noqa: N802
+        return _Type("list", (t,), o)
+
+    @dataclass(frozen=True)
+    class Rule:
+        test: object
+        message: str
+
+    class Spec:
+        def __init__(self, relations=(), **types):
+            self.types, self.relations = types, list(relations)
+
+        def check(self, values: dict) -> None:
+            unknown = sorted(set(values) - set(self.types))
+            if unknown:
+                raise ValueError(f"unknown parameters {unknown}; allowed: {sorted(self.types)}")
+            for k, v in values.items():
+                self.types[k].check(k, v)
+            for r in self.relations:
+                if not r.test(values):
+                    raise ValueError(r.message)
+
+# ------------------------------------------------------------------------------------------------------------------
+# parameters
+# ------------------------------------------------------------------------------------------------------------------
+SPECTRA_NETWORKS = ("small-lenet", "small-fc", "small-allcnn-cifar10", "small-allcnn-cifar100")
+MNIST_SUBSET = 5000
+
+
+def _pairs_ok(p) -> bool:
+    cfg = p["temperature_configs"]
+    return all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cfg)
+
+
+def _grid_has_both(p) -> bool:
+    if not _pairs_ok(p):
+        return False
+    ratios = [round(c[0] / c[1], 12) for c in p["temperature_configs"] if c[1] > 0]
+    return len(set(ratios)) >= 2 and len(set(ratios)) < len(ratios)
+
+
+def _unique_configs(p) -> bool:
+    return _pairs_ok(p) and len({tuple(c) for c in p["temperature_configs"]}) == len(p["temperature_configs"])
+
+
+def _configs_valid(p) -> bool:
+    return _pairs_ok(p) and all(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0
+                                and isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= p["n_temperature"]
+                                for lr, b in p["temperature_configs"])
+
+
+def _schedule_valid(p) -> bool:
+    try:
+        check_schedule(p["trajectory_lr_schedule"])
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _subset_fits(p) -> bool:
+    return p["mnist_source"] != "subset" or p["n_train"] + p["n_test"] <= MNIST_SUBSET
+
+
+PARAMETERS = Spec(
+    profile=Choice("smoke", "default", "paper"),
+    device=Choice("auto", "cpu", "cuda"),
+    seed=Int(min=0),
+    cpu_threads=Int(min=0),
+    # 1. spectra
+    spectra_networks=List(Choice(*SPECTRA_NETWORKS), min_len=1),
+    mnist_source=Choice("subset", "mnist"),
+    n_train=Int(min=2),
+    n_test=Int(min=1),
+    n_spectrum=Int(min=2),
+    epochs_lenet=Int(min=5),  # 20/40/100% checkpoints are three different epochs from 5 epochs up
+    epochs_fc=Int(min=5),
+    epochs_allcnn=Int(min=5),
+    lr_spectra=Float(gt=0),
+    batch_spectra=Int(min=1),
+    momentum_spectra=Float(min=0, lt=1),
+    gram_products=Choice("accumulation", "input"),
+    # 2. temperature and replacement
+    n_temperature=Int(min=2),
+    temperature_replicas=Int(min=3),
+    temperature_time=Float(gt=0),
+    temperature_configs=List(List(Float(gt=0), min_len=2), min_len=3),
+    equivalence_margin=Float(gt=0, lt=1),
+    convex_n=Int(min=7),
+    convex_d=Int(min=1),
+    convex_batch=Int(min=1),
+    convex_lr=Float(gt=0),
+    convex_chains=Int(min=2),
+    convex_steps=Int(min=2),
+    convex_burn_in=Int(min=0),
+    replacement_n=Int(min=3),
+    replacement_batch=Int(min=1),
+    replacement_lr=Float(gt=0),
+    replacement_pretrain=Int(min=0),
+    replacement_steps=Int(min=10),
+    replacement_replicas=Int(min=2),
+    # 3. toy SDEs
+    n_particles=Int(min=100),
+    sde_dt=Float(gt=0, lt=0.1),
+    double_well_burn_in=Int(min=0),
+    double_well_steps=Int(min=10),
+    cycle_steps=Int(min=10),
+    linear_steps=Int(min=10),
+    shift_temperatures=List(Float(gt=0), min_len=2),
+    shift_particles=Int(min=100),
+    shift_steps=Int(min=10),
+    # 5. trajectories
+    trajectory_source=Choice("subset", "mnist"),
+    n_trajectory=Int(min=0),
+    trajectory_batch=Int(min=2),
+    trajectory_epochs=Int(min=3),
+    trajectory_burn_in=Int(min=1),
+    trajectory_lr_schedule=List(List(Float(gt=0), min_len=2), min_len=1),
+    trajectory_replicas=Int(min=2),
+    max_lag=Int(min=2),
+    relations=[
+        Rule(_configs_valid, "temperature_configs must be [η, b] pairs with η > 0 and an integer b in "
+                             "[1, n_temperature]"),
+        Rule(_unique_configs, "temperature_configs must not repeat an (η, b) pair"),
+        Rule(_grid_has_both, "temperature_configs need at least two (η, b) with the same η/b (to test equivalence) "
+                             "and at least two different η/b (to test that they differ)"),
+        Rule(lambda p: p["n_spectrum"] <= p["n_train"], "n_spectrum must be <= n_train"),
+        Rule(lambda p: p["batch_spectra"] <= p["n_train"], "batch_spectra must be <= n_train"),
+        Rule(_subset_fits, f"with mnist_source = 'subset', n_train + n_test must be <= {MNIST_SUBSET}"),
+        Rule(lambda p: p["n_temperature"] + p["n_test"] <= MNIST_SUBSET,
+             f"n_temperature + n_test must be <= {MNIST_SUBSET} (the shipped MNIST digits)"),
+        Rule(lambda p: "small-allcnn-cifar100" not in p["spectra_networks"],
+             "small-allcnn-cifar100 needs a CIFAR-100 reader, which sgdbayes.data does not have yet; run "
+             "small-allcnn-cifar10 instead"),
+        Rule(lambda p: p["convex_batch"] < p["convex_n"], "convex_batch must be < convex_n (b = N: no noise)"),
+        Rule(lambda p: p["convex_n"] >= p["convex_d"] + 2, "convex_n must be >= convex_d + 2"),
+        Rule(lambda p: p["convex_burn_in"] < p["convex_steps"], "convex_burn_in must be < convex_steps"),
+        Rule(lambda p: p["replacement_batch"] < p["replacement_n"], "replacement_batch must be < replacement_n"),
+        Rule(lambda p: p["replacement_n"] <= MNIST_SUBSET, f"replacement_n must be <= {MNIST_SUBSET}"),
+        Rule(lambda p: p["trajectory_burn_in"] < p["trajectory_epochs"],
+             "trajectory_burn_in must be < trajectory_epochs"),
+        Rule(lambda p: p["max_lag"] < p["trajectory_epochs"] - p["trajectory_burn_in"] - 1,
+             "max_lag must be < the number of increments after the burn-in (trajectory_epochs − burn-in − 1)"),
+        Rule(lambda p: p["n_trajectory"] == 0 or p["trajectory_batch"] <= p["n_trajectory"],
+             "trajectory_batch must be <= n_trajectory"),
+        Rule(_schedule_valid, "trajectory_lr_schedule must be [epoch_limit, lr] pairs with increasing limits and "
+                              "lr > 0"),
+    ],
+)
+
+
+def check_parameters(values: dict) -> None:
+    """Check the chapter's resolved parameters against :data:`PARAMETERS` (ValueError naming the value)."""
+    PARAMETERS.check(values)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------------------------
+def _mnist(source: str, n_train: int, n_test: int, *, seed: int, downsample: int, flatten: bool, device):
+    if source == "subset":
+        from sgdbayes.data.mnist import load_mnist_subset
+
+        return load_mnist_subset(n_train, n_test, seed=seed, binarize=False, flatten=flatten,
+                                 downsample=downsample, device=device)
+    if source == "mnist":
+        from sgdbayes.data import load_mnist
+
+        return load_mnist(n_train, n_test, seed=seed, binarize=False, flatten=flatten, downsample=downsample,
+                          device=device)
+    raise ValueError(f"source must be 'subset' or 'mnist', got {source!r}")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 1. spectra of D
+# ------------------------------------------------------------------------------------------------------------------
+#: The paper's table: mean ± sd of λ(D) over all d eigenvalues and rank(D)/d.
+PAPER_SPECTRA = {
+    "small-lenet": ("MNIST", 13_338, 0.3e-3, 2.11e-3, 0.018),
+    "small-fc": ("MNIST", 3_978, 0.9e-3, 18.5e-3, 0.006),
+    "small-allcnn-cifar10": ("CIFAR-10", 26_982, 0.27, 0.84, 0.0034),
+    "small-allcnn-cifar100": ("CIFAR-100", 29_412, 0.98, 2.16, 0.0047),
+}
+
+
+@dataclass(frozen=True)
+class SpectraRun:
+    """One network trained while the spectrum of ``D`` is measured at ``fractions`` of training: ``eigenvalues
+    [checkpoints, n]`` (descending, of ``HGH/N`` in float64), ``grad_norm_sq [checkpoints]``, per-epoch
+    ``train_loss`` and ``test_error``; ``d`` weights, ``n`` samples in ``D``."""
+
+    network: str
+    dataset: str
+    d: int
+    n: int
+    n_train: int
+    epochs: int
+    fractions: list
+    eigenvalues: np.ndarray
+    grad_norm_sq: np.ndarray
+    train_loss: np.ndarray
+    test_error: np.ndarray
+
+    def spectrum(self, i: int) -> NoiseSpectrum:
+        return NoiseSpectrum(eigenvalues=self.eigenvalues[i], d=self.d, n=self.n,
+                             grad_norm_sq=float(self.grad_norm_sq[i]))
+
+
+def spectra_run(network: str, *, source: str, n_train: int, n_test: int, n_spectrum: int, epochs: int, lr: float,
+                batch_size: int, momentum: float, gram_products: str, seed: int, device: str = "auto",
+                fractions: Sequence[float] = (0.2, 0.4, 1.0)) -> SpectraRun:
+    """Train ``network`` (one of :data:`SPECTRA_NETWORKS`) by SGD with heavy-ball ``momentum`` and measure ``D`` on
+    the first ``n_spectrum`` training samples (eval mode) at ``fractions`` of ``epochs``."""
+    if network not in SPECTRA_NETWORKS:
+        raise ValueError(f"network must be one of {SPECTRA_NETWORKS}, got {network!r}")
+    if n_spectrum > n_train:
+        raise ValueError(f"n_spectrum = {n_spectrum} must be <= n_train = {n_train}")
+    dev = get_device(device)
+    weight_decay = 0.0
+    if network == "small-lenet":
+        data = _mnist(source, n_train, n_test, seed=seed, downsample=1, flatten=False, device=dev)
+        dataset = "MNIST 28×28" if source == "mnist" else "MNIST subset 28×28"
+        make = lambda: small_lenet(dropout=0.0)  # noqa: E731 - the authors' default dropout for lenets is 0
+    elif network == "small-fc":
+        data = _mnist(source, n_train, n_test, seed=seed, downsample=4, flatten=True, device=dev)
+        dataset = "MNIST 7×7" if source == "mnist" else "MNIST subset 7×7"
+        make = small_fc
+    elif network == "small-allcnn-cifar10":
+        from sgdbayes.data import load_cifar10
+
+        data = load_cifar10(n_train, n_test, seed=seed, binarize=False, flatten=False, device=dev)
+        dataset = "CIFAR-10"
+        make = small_allcnn
+        weight_decay = 1e-4  # the authors' allcnns
+    else:
+        raise ValueError("small-allcnn-cifar100 needs a CIFAR-100 reader, which sgdbayes.data does not have yet")
+    torch.manual_seed(seed)
+    model = make().to(dev)
+    rec = train_with_spectra(model, data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test,
+                             epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, nesterov=False,
+                             weight_decay=weight_decay, checkpoints=tuple(fractions), n_spectrum=n_spectrum,
+                             gram_products=gram_products, seed=seed)
+    fr = sorted(rec.spectra)
+    return SpectraRun(network=network, dataset=dataset, d=n_weights(model), n=n_spectrum, n_train=n_train,
+                      epochs=epochs, fractions=[float(f) for f in fr],
+                      eigenvalues=np.stack([rec.spectra[f].eigenvalues for f in fr]),
+                      grad_norm_sq=np.array([rec.spectra[f].grad_norm_sq for f in fr]),
+                      train_loss=np.asarray(rec.train_loss), test_error=np.asarray(rec.test_error))
+
+
+def spectra_command(networks: Sequence[str]) -> str:
+    """The command that runs these spectra at the paper's scale where the data can be downloaded."""
+    nets = ",".join(f'"{n}"' for n in networks)
+    return f"sgdbayes run sgd_variational_inference --profile paper -p 'spectra_networks=[{nets}]'"
+
+
+def spectra_table(runs: dict[str, SpectraRun]) -> pd.DataFrame:
+    """The paper's table beside this build's (final checkpoint), one row per network of the paper; networks not run
+    here say so and give the command that runs them."""
+    rows = []
+    for net, (data, d, pm, ps, pr) in PAPER_SPECTRA.items():
+        r = runs.get(net)
+        row = {"network": net.split("-cifar")[0], "data": data, "weights d": d,
+               "paper: mean ± sd of λ(D)": f"{pm:.2g} ± {ps:.3g}", "paper: rank(D)/d": f"{pr:.2%}"}
+        if r is None:
+            if net.endswith("cifar100"):
+                why = "not run here: no CIFAR-100 reader in sgdbayes.data yet"
+            else:
+                why = f"not run here (needs the download): {spectra_command([net])}"
+            row.update({"this build: data": why, "this build: mean ± sd of λ(D)": "—", "this build: rank(D)/d": "—",
+                        "largest possible rank/d": "—", "test error": "—"})
+        else:
+            s = r.spectrum(len(r.fractions) - 1)
+            row.update({"this build: data": f"{r.dataset}, N = {r.n_train:,}, D on {r.n:,}",
+                        "this build: mean ± sd of λ(D)": f"{s.mean:.2g} ± {s.sd:.3g}",
+                        "this build: rank(D)/d": f"{s.rank_fraction:.2%}",
+                        "largest possible rank/d": f"{(s.n - 1) / s.d:.1%}",
+                        "test error": f"{r.test_error[-1]:.1%}" if r.test_error.size else "—"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(stats.ks_2samp(a, b).statistic)
+
+
+def checkpoint_table(runs: dict[str, SpectraRun]) -> pd.DataFrame:
+    """Each checkpoint's spectrum against the end of training: the scale (mean λ and λ_max as ratios to the final
+    values), the rank, and the shape — the Kolmogorov–Smirnov distance between the distributions of
+    ``log10(λ/λ_max)`` over the eigenvalues above the rank threshold (0 = identical shapes)."""
+    rows = []
+    for net, r in runs.items():
+        last = r.spectrum(len(r.fractions) - 1)
+        shape_last = np.log10(last.nonzero / last.eigenvalues[0])
+        for i, f in enumerate(r.fractions):
+            s = r.spectrum(i)
+            rows.append({"network": net, "checkpoint": f"{f:.0%} of training", "mean λ(D)": s.mean,
+                         "λ_max": float(s.eigenvalues[0]), "rank(D)/d": s.rank_fraction,
+                         "mean λ / final": s.mean / last.mean, "λ_max / final": s.eigenvalues[0] / last.eigenvalues[0],
+                         "shape distance to final (KS)": _ks_distance(np.log10(s.nonzero / s.eigenvalues[0]),
+                                                                        shape_last)})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 2. temperature: only η/b matters; with vs without replacement
+# ------------------------------------------------------------------------------------------------------------------
+def temperature_runs(*, n_train: int, n_test: int, configs: Sequence[Sequence[float]], replicas: int, time: float,
+                     hidden: int = 16, seed: int = 0, device: str = "auto") -> pd.DataFrame:
+    """Stationary train loss and test error of ``replicas`` one-hidden-layer networks (MNIST 7×7, ten classes) at
+    each ``(η, b)``, all trained for the same diffusion time ``t = η · steps``; replica ``r`` starts from the same
+    weights under every configuration (paired)."""
+    cfg = [(float(lr), int(b)) for lr, b in configs]
+    if len(set(cfg)) != len(cfg):
+        raise ValueError(f"configs repeat an (η, b) pair: {cfg}")
+    bad = [c for c in cfg if not (c[0] > 0 and 1 <= c[1] <= n_train)]
+    if bad:
+        raise ValueError(f"configs {bad} need η > 0 and 1 <= b <= n_train = {n_train}")
+    dev = get_device(device)
+    data = _mnist("subset", n_train, n_test, seed=seed, downsample=4, flatten=True, device=dev)
+    return temperature_experiment(data.x_train, data.y_train, data.x_test, data.y_test, configs=cfg,
+                                  seeds=replicas, time=time, hidden=hidden, seed=seed)
+
+
+def equivalence_table(df: pd.DataFrame, *, margin: float, alpha: float = 0.05, column: str = "loss") -> pd.DataFrame:
+    """Every pair of configurations, paired by replica. Equal η/b: a TOST of ``|mean difference| < margin × (mean of
+    the two configurations)``; different η/b: a paired t test of a difference (and whether it exceeds the margin)."""
+    groups = {(float(lr), int(b)): g.sort_values("seed")[column].to_numpy()
+              for (lr, b), g in df.groupby(["lr", "batch_size"])}
+    rows = []
+    for (a, va), (b, vb) in itertools.combinations(sorted(groups.items(), key=lambda kv: kv[0][0] / kv[0][1]), 2):
+        ra, rb = a[0] / a[1], b[0] / b[1]
+        same = math.isclose(ra, rb, rel_tol=1e-9)
+        delta = margin * float(np.mean([va.mean(), vb.mean()]))
+        diff = paired_difference(va, vb)
+        tost = paired_tost(va, vb, delta, alpha=alpha)
+        rows.append({
+            "configuration A": f"η = {a[0]:g}, b = {a[1]}", "configuration B": f"η = {b[0]:g}, b = {b[1]}",
+            "η/b of A": ra, "η/b of B": rb, "expected": "equal" if same else "different",
+            "mean A − B": diff.value, "90% CI low": tost.lo, "90% CI high": tost.hi, "margin ±": delta,
+            "TOST p": tost.p_value, "difference p": diff.p_value,
+            "verdict": ("equivalent" if tost.equivalent else "not shown equivalent") if same else
+                       ("differ" if diff.p_value < alpha else "no difference shown"),
+            "replicas": diff.n,
+        })
+    return pd.DataFrame(rows)
+
+
+def equivalence_summary(table: pd.DataFrame) -> dict:
+    """Counts and worst p-values of :func:`equivalence_table`; ``status`` "reproduced" when every equal-ratio pair is
+    equivalent and every different-ratio pair differs, "partly" when one of the two holds, else "not reproduced"."""
+    eq = table[table.expected == "equal"]
+    ne = table[table.expected == "different"]
+    eq_ok = bool((eq.verdict == "equivalent").all()) and len(eq) > 0
+    ne_ok = bool((ne.verdict == "differ").all()) and len(ne) > 0
+    status = "reproduced" if eq_ok and ne_ok else ("partly" if eq_ok or ne_ok else "not reproduced")
+    return {"equal_pairs": len(eq), "equal_equivalent": int((eq.verdict == "equivalent").sum()),
+            "worst_tost_p": float(eq["TOST p"].max()) if len(eq) else float("nan"),
+            "different_pairs": len(ne), "different_differ": int((ne.verdict == "differ").sum()),
+            "worst_difference_p": float(ne["difference p"].max()) if len(ne) else float("nan"), "status": status}
+
+
+@dataclass(frozen=True)
+class ConvexReplacement:
+    """Least squares (``n`` samples, ``d`` features, batch ``b``, step ``lr``): per chain-pair time-averaged excess
+    losses with and without replacement, their exact stationary values and the SDE's ``η tr(D*)/(4b) · c``."""
+
+    n: int
+    d: int
+    b: int
+    lr: float
+    factor: float
+    excess_with: np.ndarray
+    excess_without: np.ndarray
+    exact_with: float
+    exact_without: float
+    sde_with: float
+    sde_without: float
+
+    @property
+    def ratio(self):
+        """Measured ``E_without / E_with`` with its 95% interval."""
+        return ratio_of_means(self.excess_without, self.excess_with, null=self.factor)
+
+
+def convex_replacement(*, n: int, d: int, b: int, lr: float, chains: int, steps: int, burn_in: int, seed: int = 0,
+                       device: str = "auto") -> ConvexReplacement:
+    """With vs without replacement on least squares (:mod:`sgdbayes.noise.convex`)."""
+    problem = least_squares_problem(n, d, seed=seed)
+    w, wo = sgd_excess_chains(problem, lr=lr, b=b, chains=chains, steps=steps, burn_in=burn_in, seed=seed + 1,
+                              device=get_device(device))
+    tr = float(np.trace(problem.noise))
+    c = sampling_factor(n, b, "without")
+    return ConvexReplacement(n=n, d=d, b=b, lr=lr, factor=c, excess_with=w, excess_without=wo,
+                             exact_with=stationary_excess(problem, lr, b, "with"),
+                             exact_without=stationary_excess(problem, lr, b, "without"),
+                             sde_with=lr * tr / (4 * b), sde_without=lr * tr / (4 * b) * c)
+
+
+@dataclass(frozen=True)
+class NetworkReplacement:
+    """Paired network runs from a shared pretrained point: window-mean full-data losses ``loss_with``,
+    ``loss_without``, ``loss_full`` ``[R]``; ``trace_start``/``trace_end``: ``tr D`` at the start and the end of the
+    window (full-batch run); ``curve_*``: the mean over replicas of the excess over the full-batch run at ``steps``."""
+
+    n: int
+    b: int
+    lr: float
+    hidden: int
+    factor: float
+    loss_with: np.ndarray
+    loss_without: np.ndarray
+    loss_full: np.ndarray
+    trace_start: np.ndarray
+    trace_end: np.ndarray
+    steps: np.ndarray
+    curve_with: np.ndarray
+    curve_without: np.ndarray
+    train_error_full: float
+
+    @property
+    def excess_with(self) -> np.ndarray:
+        return self.loss_with - self.loss_full
+
+    @property
+    def excess_without(self) -> np.ndarray:
+        return self.loss_without - self.loss_full
+
+    @property
+    def ratio(self):
+        return ratio_of_means(self.excess_without, self.excess_with, null=self.factor)
+
+    @property
+    def difference(self):
+        """Paired ``loss_with − loss_without`` with its 95% interval."""
+        return paired_difference(self.loss_with, self.loss_without)
+
+
+def _trace_d(weights: np.ndarray, x: torch.Tensor, y: torch.Tensor, hidden: int, n_classes: int) -> float:
+    m = mlp_module(weights, x.shape[1], hidden, n_classes).to(x.device)
+    g = per_sample_gram(m, per_sample_cross_entropy, x.double(), y)
+    return float(torch.diagonal(g.centred()).sum()) / x.shape[0]
+
+
+def network_replacement(*, n: int, b: int, lr: float, pretrain_steps: int, steps: int, replicas: int,
+                        hidden: int = 16, seed: int = 0, device: str = "auto") -> NetworkReplacement:
+    """With vs without replacement in a one-hidden-layer network (MNIST 7×7, ten classes, ``n`` digits): each
+    replica is pretrained by full-batch gradient descent, then continued for ``steps`` steps three times — with
+    replacement, without (coupled mini-batches) and full-batch — and the full-data loss averaged over the window."""
+    if not 1 <= b < n:
+        raise ValueError(f"b = {b} must be in [1, n = {n})")
+    dev = get_device(device)
+    data = _mnist("subset", n, 0, seed=seed + 1, downsample=4, flatten=True, device=dev)
+    x, y = data.x_train, data.y_train
+    run = train_schemes(x, y, lr=lr, batch_size=b, steps=steps, replicas=replicas, hidden=hidden,
+                        pretrain_steps=pretrain_steps, record_every=max(1, steps // 200), seed=seed)
+    keep = run.steps > 0
+    win = {k: v[keep].mean(0) for k, v in run.loss.items()}
+    tr_start = np.array([_trace_d(w, x, y, hidden, run.n_classes) for w in run.start_weights])
+    tr_end = np.array([_trace_d(w, x, y, hidden, run.n_classes) for w in run.final_weights["full"]])
+    mf = mlp_module(run.final_weights["full"][0], x.shape[1], hidden, run.n_classes).to(dev)
+    with torch.no_grad():
+        err = float((mf(x.double()).argmax(1) != y).float().mean())
+    return NetworkReplacement(
+        n=n, b=b, lr=lr, hidden=hidden, factor=sampling_factor(n, b, "without"), loss_with=win["with"],
+        loss_without=win["without"], loss_full=win["full"], trace_start=tr_start, trace_end=tr_end, steps=run.steps,
+        curve_with=(run.loss["with"] - run.loss["full"]).mean(1),
+        curve_without=(run.loss["without"] - run.loss["full"]).mean(1), train_error_full=err)
+
+
+def replacement_status(ratio, factor: float, difference=None) -> str:
+    """"reproduced" when the 95% interval of the measured ratio covers the predicted factor (and the paired
+    difference, if given, is positive), "partly" when only the sign is right, else "not reproduced"."""
+    positive = difference is None or difference.lo > 0
+    if ratio.covers(factor) and positive:
+        return "reproduced"
+    if ratio.hi < 1 and positive:
+        return "partly"
+    return "not reproduced"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 3. the double well: density, circulation, flux, critical points; the potential's minimum against β⁻¹
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DoubleWellResult:
+    """Per λ: the particles' final positions ``finals [L, M, 2]``, per-particle circulation and flux rates
+    ``[L, M]`` over the window, and the closed forms."""
+
+    lams: list
+    finals: np.ndarray
+    circulation: np.ndarray
+    flux: np.ndarray
+    circulation_exact: list
+    flux_exact: list
+    section: float
+    time: float
+    dt: float
+
+
+def double_well_experiment(*, lams: Sequence[float], particles: int, dt: float, burn_in: int, steps: int,
+                           section: float = 0.5, seed: int = 0, device: str = "auto") -> DoubleWellResult:
+    """``particles`` independent particles per λ, started near the saddle, simulated for ``burn_in`` steps, then
+    measured for ``steps`` more (:func:`sgdbayes.sde.measure_circulation`)."""
+    dev = get_device(device)
+    finals, circ, flux = [], [], []
+    for i, lam in enumerate(lams):
+        well = DoubleWell(float(lam))
+        x0 = 0.2 * torch.randn(particles, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        r = measure_circulation(well.drift, x0.to(dev), dt=dt, burn_in=burn_in, n_steps=steps, section=section,
+                                seed=seed + 1 + i)
+        finals.append(r.final)
+        circ.append(r.circulation)
+        flux.append(r.flux)
+    wells = [DoubleWell(float(lam)) for lam in lams]
+    return DoubleWellResult(lams=[float(v) for v in lams], finals=np.stack(finals), circulation=np.stack(circ),
+                            flux=np.stack(flux), circulation_exact=[circulation_closed_form(w) for w in wells],
+                            flux_exact=[flux_closed_form(w, section) for w in wells], section=section,
+                            time=steps * dt, dt=dt)
+
+
+def double_well_table(res: DoubleWellResult, edges: np.ndarray | None = None) -> pd.DataFrame:
+    """Per λ: the χ² test of the particles against ``e^{−Φ}/Z``, the circulation and the flux with 95% intervals
+    beside their closed forms."""
+    edges = np.linspace(-2.4, 2.4, 13) if edges is None else edges
+    rows = []
+    for i, lam in enumerate(res.lams):
+        well = DoubleWell(lam)
+        chk = chi2_density_check(torch.as_tensor(res.finals[i]), well.density, edges, edges)
+        c, f = mean_ci(res.circulation[i]), mean_ci(res.flux[i])
+        rows.append({"λ": lam, "χ² p (density = e^{−Φ}/Z)": chk.p_value,
+                     "circulation": c.value, "circulation 95% CI": f"[{c.lo:.3f}, {c.hi:.3f}]",
+                     "circulation, closed form": res.circulation_exact[i], "circulation covered": c.covers(
+                         res.circulation_exact[i]),
+                     "flux": f.value, "flux 95% CI": f"[{f.lo:.4f}, {f.hi:.4f}]",
+                     "flux, closed form": res.flux_exact[i], "flux covered": f.covers(res.flux_exact[i])})
+    return pd.DataFrame(rows)
+
+
+def critical_point_table(lams: Sequence[float], *, step: float = 0.005) -> tuple[pd.DataFrame, float]:
+    """The critical point of the drift that starts at Φ's minimum (1, 0), followed in λ (steps of ``step``), beside
+    its first-order position ``(1, λ e^{−1/4})``; and the first λ on that grid where it no longer exists."""
+    grid = np.round(np.arange(0.0, max(lams) + step / 2, step), 10)
+    path = critical_point_path(grid)
+    gone = grid[~np.isfinite(path[:, 0])]
+    lam_c = float(gone[0]) if gone.size else float("nan")
+    rows = []
+    for lam in lams:
+        i = int(np.argmin(np.abs(grid - lam)))
+        fo = first_order_shift(float(lam))
+        rows.append({"λ": float(lam), "x₁*": path[i, 0], "x₂*": path[i, 1], "first order x₂ = λe^{−1/4}": fo[1],
+                     "distance to Φ's minimum (1, 0)": float(np.hypot(path[i, 0] - 1, path[i, 1]))})
+    return pd.DataFrame(rows), lam_c
+
+
+def potential_shift_experiment(*, temperatures: Sequence[float], particles: int, dt: float, steps: int,
+                               groups: int = 10, bandwidth: float = 0.25, seed: int = 0) -> pd.DataFrame:
+    """The mode of the stationary law of the 1-D SGD diffusion (:mod:`sgdbayes.sde.potential_shift`) at each β⁻¹:
+    measured (kernel mode of the simulated particles, bandwidth ``bandwidth × sd``; 95% interval over ``groups``
+    independent groups of particles) against the same smoothing of the exact density, and the exact
+    ``x_Φ(β⁻¹)``, its first-order value and the loss minimum ``x_f``."""
+    problem = quadratic_1d_problem(seed=seed)
+    rows = []
+    for i, bi in enumerate(temperatures):
+        burn = int(round(5.0 / (problem.a_mean * dt)))  # five relaxation times
+        xs = sde_samples(problem, bi, particles=particles, dt=dt, burn_in=burn, steps=steps,
+                         record_every=max(1, steps // 20), seed=seed + 1 + i)
+        sd = float(xs.std())
+        h = bandwidth * sd
+        grid = np.linspace(problem.x_f - 12 * sd, problem.x_f + 12 * sd, 6001)
+        rho = stationary_density_1d(problem, bi, grid)
+        theory = smoothed_density_mode(grid, rho, h)
+        per_group = np.array_split(np.arange(particles), groups)
+        modes = [smoothed_mode(xs[:, g], h, start=theory) for g in per_group]
+        est = mean_ci(modes)
+        rows.append({"β⁻¹": float(bi), "loss minimum x_f": problem.x_f, "x_Φ exact": problem.potential_minimum(bi),
+                     "x_Φ first order": problem.x_f + problem.first_order_shift(bi),
+                     "smoothed exact mode": theory, "measured mode": est.value, "95% CI low": est.lo,
+                     "95% CI high": est.hi, "covered": est.covers(theory), "bandwidth": h})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 4. the linear case
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinearResult:
+    samples: np.ndarray
+    sigma: np.ndarray
+    zscores: np.ndarray
+    q: np.ndarray
+
+
+def linear_experiment(*, particles: int, dt: float, steps: int, seed: int = 0, device: str = "auto") -> LinearResult:
+    """The non-commuting quadratic example: simulated stationary covariance against the Lyapunov solution."""
+    lin = non_commuting_example()
+    xs = lin.simulate(particles, dt=dt, n_steps=steps, seed=seed, device=get_device(device)).cpu()
+    sigma = lin.covariance()
+    return LinearResult(samples=xs.numpy(), sigma=sigma, zscores=sample_covariance_zscores(xs, sigma), q=lin.Q())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 5. trajectories of tiny-fc with controls
+# ------------------------------------------------------------------------------------------------------------------
+PROCESSES = ("SGD (tiny-fc)", "equilibrium control", "Brownian motion")
+
+
+@dataclass(frozen=True)
+class TrajectoryResult:
+    """Summaries of ``R`` tiny-fc trajectories and of the same statistics for the two controls (keys of
+    :data:`PROCESSES`): ``spectrum[p] [R, F]`` (increment power per frequency, mean over weights, white = 1),
+    ``acf[p] [R, L+1]`` (increment autocorrelation, mean over weights), ``low_power[p] [R]`` (mean below
+    ``low_freq``), ``acf_outside[p] [R]`` (fraction of increment autocorrelations at lags 1..L outside the 99%
+    band), ``weight_acf_outside[p] [R]`` (the same for the weights themselves at lags L/2..L: the paper's statistic);
+    ``grad_norm [T, R]``, ``loss [T, R]``, ``epochs [T]``, ``lr [T]``."""
+
+    d: int
+    n: int
+    steps_per_epoch: int
+    frozen_weights: int
+    epochs: np.ndarray
+    lr: np.ndarray
+    grad_norm: np.ndarray
+    loss: np.ndarray
+    freq: np.ndarray
+    lags: np.ndarray
+    band: float
+    low_freq: float
+    spectrum: dict
+    acf: dict
+    low_power: dict
+    acf_outside: dict
+    weight_acf_outside: dict
+    rank_d: np.ndarray
+
+
+def _trajectory_stats(w: np.ndarray, max_lag: int, low_freq: float, band: float) -> dict:
+    f, pm, _ = increment_spectrum(w)
+    inc = np.diff(w, axis=0)
+    moving = inc.std(0) > 0
+    acf = autocorrelation(inc[:, moving], max_lag)
+    wacf = autocorrelation(w[:, moving], max_lag)
+    return {"freq": f, "spectrum": pm, "acf": acf.mean(1), "low": low_frequency_power(f, pm, low_freq),
+            "outside": outside_band_fraction(acf, band),
+            "weight_outside": outside_band_fraction(wacf, band, slice(max(1, max_lag // 2), None))}
+
+
+def trajectory_experiment(*, source: str, n_train: int, batch_size: int, epochs: int, burn_in: int,
+                          lr_schedule: Sequence[Sequence[float]], replicas: int, max_lag: int, momentum: float = 0.9,
+                          low_freq: float = 0.02, seed: int = 0, device: str = "auto") -> TrajectoryResult:
+    """tiny-fc on the first five digit classes (7×7), ``replicas`` independent runs; after the burn-in, one snapshot
+    per epoch. Controls: (i) the equilibrium control of :func:`sgdbayes.sde.reversible_control` built for each
+    replica from its own ``D`` (eval mode, all training samples) at the end of the burn-in, with the same learning
+    rates, momentum and batch; (ii) Brownian motion with each weight's increment scale."""
+    check_schedule(lr_schedule)
+    dev = get_device(device)
+    if source == "subset":
+        data = _mnist("subset", MNIST_SUBSET, 0, seed=seed, downsample=4, flatten=True, device=dev)
+    else:
+        data = _mnist("mnist", None, 0, seed=seed, downsample=4, flatten=True, device=dev)
+    keep = data.y_train < 5
+    x, y = data.x_train[keep], data.y_train[keep]
+    if n_train:
+        if n_train > x.shape[0]:
+            raise ValueError(f"n_trajectory = {n_train} exceeds the {x.shape[0]} digits of classes 0-4 available")
+        x, y = x[:n_train], y[:n_train]
+    run = train_tiny_fc(x, y, replicas=replicas, epochs=epochs, burn_in=burn_in, lr_schedule=lr_schedule,
+                        batch_size=batch_size, momentum=momentum, seed=seed)
+    n = x.shape[0]
+    band = white_noise_band(run.weights.shape[0] - 1)
+    low_freq = max(low_freq, 3.5 / (run.weights.shape[0] - 1))  # at least three frequency bins
+    # equilibrium control from each replica's D at the end of the burn-in
+    lams, vecs = [], []
+    for st in run.burn_in_state:
+        m = replica_module(st).to(dev)
+        j = per_sample_gradients(m, per_sample_cross_entropy, x.double(), y)
+        jc = (j - j.mean(0)) / math.sqrt(n)
+        _, s, vh = torch.linalg.svd(jc, full_matrices=False)
+        lams.append((s**2).cpu().numpy())
+        vecs.append(vh.T.cpu().numpy())
+    lam, vec = np.stack(lams), np.stack(vecs)
+    noise_factor = (n - batch_size) / (batch_size * (n - 1))
+    lrs = np.array([lr_at_epoch(lr_schedule, e) for e in range(burn_in, epochs)])
+    ctrl = reversible_control(lam, vec, lr=lrs, momentum=momentum, noise_factor=noise_factor,
+                              steps_per_epoch=run.steps_per_epoch, seed=seed + 7)
+    out = {p: {} for p in PROCESSES}
+    for r in range(replicas):
+        w = run.weights[:, r]
+        scale = np.diff(w, axis=0).std(0)
+        bm = brownian_motion(w.shape[0], w.shape[1], scale=scale, seed=seed + 100 + r)
+        for p, traj in zip(PROCESSES, (w, ctrl[:, r], bm), strict=True):
+            out[p][r] = _trajectory_stats(traj, max_lag, low_freq, band)
+    frozen = int((np.diff(run.weights, axis=0) == 0).all(axis=(0, 1)).sum())
+    thr = lam.max(1, keepdims=True) * run.d * float(np.finfo(np.float32).eps)
+    stack = lambda p, k: np.stack([out[p][r][k] for r in range(replicas)])  # noqa: E731
+    return TrajectoryResult(
+        d=run.d, n=n, steps_per_epoch=run.steps_per_epoch, frozen_weights=frozen, epochs=run.epochs, lr=run.lr,
+        grad_norm=run.grad_norm, loss=run.loss, freq=out[PROCESSES[0]][0]["freq"], lags=np.arange(max_lag + 1),
+        band=band, low_freq=low_freq, spectrum={p: stack(p, "spectrum") for p in PROCESSES},
+        acf={p: stack(p, "acf") for p in PROCESSES}, low_power={p: stack(p, "low") for p in PROCESSES},
+        acf_outside={p: stack(p, "outside") for p in PROCESSES},
+        weight_acf_outside={p: stack(p, "weight_outside") for p in PROCESSES},
+        rank_d=(lam > thr).sum(1))
+
+
+def trajectory_table(res: TrajectoryResult) -> pd.DataFrame:
+    """Per process: each statistic's mean over replicas with its 95% interval, and the paired difference of SGD
+    from the equilibrium control."""
+    rows = []
+    sgd, ctrl = PROCESSES[0], PROCESSES[1]
+    for label, stat in (("low-frequency power of increments (white = 1)", res.low_power),
+                        ("increment autocorrelations outside the 99% band", res.acf_outside),
+                        ("weight autocorrelations outside the 99% band, large lags", res.weight_acf_outside)):
+        row = {"statistic": label}
+        for p in PROCESSES:
+            e = mean_ci(stat[p])
+            row[p] = f"{e.value:.3g} [{e.lo:.3g}, {e.hi:.3g}]"
+        d = paired_difference(stat[sgd], stat[ctrl])
+        row["SGD − control"] = f"{d.value:.3g} [{d.lo:.3g}, {d.hi:.3g}]"
+        row["paired p"] = d.p_value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 6. local entropy
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LocalEntropyResult:
+    x: np.ndarray
+    f: np.ndarray
+    smoothed: dict
+    argmin_f: float
+    argmin: dict
+
+
+def local_entropy_experiment(gammas: Sequence[float] = (0.002, 0.01, 0.1)) -> LocalEntropyResult:
+    """The sharp-and-wide landscape and its local entropy for each γ."""
+    x = np.linspace(-4, 4, 1601)
+    f = sharp_and_wide(x)
+    sm = {float(g): local_entropy(f, x, float(g)) for g in gammas}
+    return LocalEntropyResult(x=x, f=f, smoothed=sm, argmin_f=float(x[f.argmin()]),
+                              argmin={g: float(x[v.argmin()]) for g, v in sm.items()})
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# bookkeeping
+# ------------------------------------------------------------------------------------------------------------------
+def record_numbers(numbers: dict, *, profile: str, chapter: str = CHAPTER) -> None:
+    """Record ``{name: (value, paper, label, unit, description)}`` with :func:`sgdbayes.results.record`."""
+    for name, (value, paper, label, unit, description) in numbers.items():
+        results.record(chapter, name, value, paper=paper, label=label, unit=unit, description=description,
+                       profile=profile)
