@@ -65,7 +65,7 @@ momentum_spectra = 0.9
 gram_products = "input"  # per-layer products in float32, summed in float64
 # 2. temperature: (η, b) pairs, trained for the same time η·steps; replicas paired
 n_temperature = 1000
-temperature_replicas = 12
+temperature_replicas = 10
 temperature_time = 150.0
 temperature_configs = [[0.05, 10], [0.1, 20], [0.2, 40], [0.4, 20], [0.05, 40]]
 equivalence_margin = 0.05  # TOST margin, a fraction of the mean stationary loss
@@ -79,28 +79,28 @@ convex_steps = 1500
 convex_burn_in = 200
 replacement_n = 1000
 replacement_batch = 750
-replacement_lr = 0.5
-replacement_pretrain = 1000  # full-batch steps to a shared point near a minimum
+replacement_lr = 1.0
+replacement_pretrain = 800  # full-batch steps to a shared point near a minimum
 replacement_steps = 500
-replacement_replicas = 8
+replacement_replicas = 10
 # 3-4. toy SDEs
-n_particles = 6000
+n_particles = 5000
 sde_dt = 0.005
 double_well_burn_in = 800
 double_well_steps = 1200
 cycle_steps = 800  # RK4 steps (dt 0.05) of the noise-free paths
 linear_steps = 3000
 shift_temperatures = [0.05, 0.1, 0.2, 0.4]
-shift_particles = 20000
+shift_particles = 12000
 shift_steps = 400
 # 5. trajectories of tiny-fc (authors: 10^5 epochs, burn-in 10^3, lr 1e-3 after it)
 trajectory_source = "subset"
-n_trajectory = 0  # 0: every digit of classes 0-4 in the source
+n_trajectory = 1280  # 0: every digit of classes 0-4 in the source
 trajectory_batch = 128
-trajectory_epochs = 1000
+trajectory_epochs = 700
 trajectory_burn_in = 100
 trajectory_lr_schedule = [[100, 0.1], [100000, 0.001]]  # [epoch limit, lr] pairs
-trajectory_replicas = 6
+trajectory_replicas = 4
 max_lag = 100
 
 # %%
@@ -273,7 +273,7 @@ results.claim(
 #
 # In {eq}`eq-vi-sde`, $\eta$ and $b$ enter only through $\eta/b$. The authors draw the
 # practical consequence that the learning rate should scale linearly with the batch
-# size. This is an *equivalence* claim, so we test it as one. Twelve replicas of a
+# size. This is an *equivalence* claim, so we test it as one. Ten replicas of a
 # one-hidden-layer network (16 units, digits pooled to 7×7, ten classes) are trained by
 # plain SGD at five $(\eta, b)$ for the same diffusion time $t = \eta\times$steps;
 # replica $r$ starts from the same weights in every configuration, so configurations are
@@ -390,11 +390,11 @@ display(ui)
 #
 # *A network.* In the MLP of the paper's setting, $D \to 0$ as the network interpolates
 # and the difference vanishes. We take a network that cannot interpolate its data (16
-# hidden units, $N$ = `replacement_n` digits, ten classes), bring each replica to a
-# point near a minimum by full-batch gradient descent, and continue it three times from
-# that shared point: with replacement, without (coupled), and full-batch. The excess of
-# each SGD run over the full-batch run, averaged over the window, is its temperature's
-# share of the loss.
+# hidden units on digits pooled to 4×4, $N$ = `replacement_n` digits, ten classes),
+# bring each replica to a point near a minimum by full-batch gradient descent, and
+# continue it three times from that shared point: with replacement, without (coupled),
+# and full-batch. The excess of each SGD run over the full-batch run, averaged over the
+# window, is its temperature's share of the loss.
 
 # %%
 convex = cached(

@@ -587,17 +587,19 @@ def _trace_d(weights: np.ndarray, x: torch.Tensor, y: torch.Tensor, hidden: int,
 
 
 def network_replacement(*, n: int, b: int, lr: float, pretrain_steps: int, steps: int, replicas: int,
-                        hidden: int = 16, seed: int = 0, device: str = "auto") -> NetworkReplacement:
-    """With vs without replacement in a one-hidden-layer network (MNIST 7×7, ten classes, ``n`` digits): each
+                        hidden: int = 16, downsample: int = 7, records: int = 250, seed: int = 0,
+                        device: str = "auto") -> NetworkReplacement:
+    """With vs without replacement in a one-hidden-layer network (MNIST pooled ``downsample``-fold, 4×4 by default,
+    ten classes, ``n`` digits): each
     replica is pretrained by full-batch gradient descent, then continued for ``steps`` steps three times — with
     replacement, without (coupled mini-batches) and full-batch — and the full-data loss averaged over the window."""
     if not 1 <= b < n:
         raise ValueError(f"b = {b} must be in [1, n = {n})")
     dev = get_device(device)
-    data = _mnist("subset", n, 0, seed=seed + 1, downsample=4, flatten=True, device=dev)
+    data = _mnist("subset", n, 0, seed=seed + 1, downsample=downsample, flatten=True, device=dev)
     x, y = data.x_train, data.y_train
     run = train_schemes(x, y, lr=lr, batch_size=b, steps=steps, replicas=replicas, hidden=hidden,
-                        pretrain_steps=pretrain_steps, record_every=max(1, steps // 200), seed=seed)
+                        pretrain_steps=pretrain_steps, record_every=max(1, steps // records), seed=seed)
     keep = run.steps > 0
     win = {k: v[keep].mean(0) for k, v in run.loss.items()}
     tr_start = np.array([_trace_d(w, x, y, hidden, run.n_classes) for w in run.start_weights])

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgdbayes.noise.networks import tiny_fc
+from sgdbayes.noise.replicas import log_softmax_last
 from sgdbayes.seed import make_generator
 
 __all__ = ["TinyFcRun", "lr_at_epoch", "replica_module", "train_tiny_fc"]
@@ -104,6 +105,38 @@ def _forward(params, x, running=None):
     return torch.baddbmm(b2, torch.relu(hn), w2)
 
 
+def _loss_and_grads(params, x, y1h, running=None):
+    """Mean cross-entropy per replica ``[R]`` of the train-mode forward on ``x [R, B, n_in]`` (targets one-hot
+    ``y1h [R, B, C]``) and its gradients with respect to ``params``, written out by hand: the same numbers as
+    autograd through :func:`_forward` (tested), without building a graph for every one of the many small steps."""
+    w1, b1, g, be, w2, b2 = params
+    bsz = x.shape[1]
+    h = torch.baddbmm(b1, x, w1)
+    mu = h.mean(1, keepdim=True)
+    var = h.var(1, unbiased=False, keepdim=True)
+    if running is not None:
+        running[0].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mu)
+        running[1].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * var * bsz / max(bsz - 1, 1))
+    inv = torch.rsqrt(var + BN_EPS)
+    xhat = (h - mu) * inv
+    z = xhat * g + be
+    a = torch.relu(z)
+    out = torch.baddbmm(b2, a, w2)
+    logp = log_softmax_last(out)
+    loss = -(logp * y1h).sum((1, 2)) / bsz
+    dout = (logp.exp() - y1h) / bsz  # [R, B, C]
+    dw2 = torch.bmm(a.transpose(1, 2), dout)
+    db2 = dout.sum(1, keepdim=True)
+    dz = torch.bmm(dout, w2.transpose(1, 2)) * (z > 0)
+    dg = (dz * xhat).sum(1, keepdim=True)
+    dbe = dz.sum(1, keepdim=True)
+    dxhat = dz * g
+    dh = inv * (dxhat - dxhat.mean(1, keepdim=True) - xhat * (dxhat * xhat).mean(1, keepdim=True))
+    dw1 = torch.bmm(x.transpose(1, 2), dh)
+    db1 = dh.sum(1, keepdim=True)
+    return loss, [dw1, db1, dg, dbe, dw2, db2]
+
+
 def _flat(params) -> torch.Tensor:
     """``[R, d]`` in ``tiny_fc``'s ``named_parameters`` order (Linear weights as ``[out, in]``)."""
     w1, b1, g, be, w2, b2 = (p.detach() for p in params)
@@ -148,49 +181,46 @@ def train_tiny_fc(x: torch.Tensor, y: torch.Tensor, *, replicas: int, epochs: in
     n_out = int(y.max()) + 1
     dev, dtype = x.device, torch.float32
     gen = make_generator(seed, device=dev)
-    params = [p.requires_grad_() for p in _init(replicas, n_in, hidden, n_out, gen, dev, dtype)]
+    params = _init(replicas, n_in, hidden, n_out, gen, dev, dtype)
     running = [torch.zeros(replicas, 1, hidden, device=dev, dtype=dtype),
                torch.ones(replicas, 1, hidden, device=dev, dtype=dtype)]
     bufs = [torch.zeros_like(p) for p in params]
     d = sum(p[0].numel() for p in params)
     xf = x.to(dtype)
+    y1h = F.one_hot(y, n_out).to(dtype)
     per_epoch = n // batch_size
     xs_full = xf.unsqueeze(0).expand(replicas, n, n_in)
-    ys_full = y.repeat(replicas)
+    y1h_full = y1h.unsqueeze(0).expand(replicas, n, n_out)
     ep_rec, ws, gns, losses, lrs = [], [], [], [], []
     burn_state: list[dict[str, torch.Tensor]] = []
     first = True
     for epoch in range(epochs):
         lr = lr_at_epoch(lr_schedule, epoch)
         perm = torch.rand(replicas, n, generator=gen, device=dev).argsort(dim=1)
+        xe, ye = xf[perm], y1h[perm]  # this epoch's order, gathered once
         for j in range(per_epoch):
-            idx = perm[:, j * batch_size:(j + 1) * batch_size]
-            out = _forward(params, xf[idx], running)
-            loss = F.cross_entropy(out.reshape(-1, n_out), y[idx].reshape(-1), reduction="sum") / batch_size
-            grads = torch.autograd.grad(loss, params)
-            with torch.no_grad():
-                for p, g, buf in zip(params, grads, bufs, strict=True):
-                    if first:
-                        buf.copy_(g)
-                    else:
-                        buf.mul_(momentum).add_(g)
-                    p.sub_(lr * buf)
-            first = False
+            sl = slice(j * batch_size, (j + 1) * batch_size)
+            _, grads = _loss_and_grads(params, xe[:, sl], ye[:, sl], running)
+            if first:
+                torch._foreach_copy_(bufs, grads)
+                first = False
+            else:
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, grads)
+            torch._foreach_add_(params, bufs, alpha=-lr)
         if epoch == burn_in - 1:
             burn_state = [_state(params, running, r) for r in range(replicas)]
         if epoch >= burn_in:
-            out = _forward(params, xs_full)
-            lf = F.cross_entropy(out.reshape(-1, n_out), ys_full, reduction="none").reshape(replicas, n).mean(1)
+            lf, g = _loss_and_grads(params, xs_full, y1h_full)
             if not torch.isfinite(lf).all():
                 bad = torch.nonzero(~torch.isfinite(lf)).flatten().tolist()
                 raise FloatingPointError(f"tiny-fc replicas {bad} diverged (loss NaN/inf) in epoch {epoch}; lower "
                                          f"the learning rate {lr}")
-            g = torch.autograd.grad(lf.sum(), params)
             gn = torch.sqrt(sum((gi.reshape(replicas, -1) ** 2).sum(1) for gi in g) / d)
             ep_rec.append(epoch)
             ws.append(_flat(params).double().cpu().numpy())
-            gns.append(gn.detach().double().cpu().numpy())
-            losses.append(lf.detach().double().cpu().numpy())
+            gns.append(gn.double().cpu().numpy())
+            losses.append(lf.double().cpu().numpy())
             lrs.append(lr)
     return TinyFcRun(epochs=np.asarray(ep_rec), weights=np.stack(ws), grad_norm=np.stack(gns),
                      loss=np.stack(losses), lr=np.asarray(lrs), d=d, steps_per_epoch=per_epoch,
