@@ -79,9 +79,9 @@ convex_steps = 1500
 convex_burn_in = 200
 replacement_n = 1000
 replacement_batch = 750
-replacement_lr = 1.0
-replacement_pretrain = 800  # full-batch steps to a shared point near a minimum
-replacement_steps = 500
+replacement_lr = 0.5
+replacement_pretrain = 800  # full-batch steps (lr 1) to a shared point near a minimum
+replacement_steps = 1000
 replacement_replicas = 10
 # 3-4. toy SDEs
 n_particles = 5000
@@ -822,6 +822,7 @@ exp.record_numbers(numbers, profile=profile)
 for name in (
     "trajectory_d",
     "trajectory_frozen",
+    "trajectory_blank_pixels",
     "trajectory_low_power_sgd",
     "trajectory_low_power_control",
     "trajectory_low_power_diff_lo",
@@ -862,9 +863,10 @@ for cid, item, claim, keys in exp.TRAJECTORY_CLAIMS:
 # ```
 #
 # The network has {glue:text}`vi_trajectory_d` weights, as in the paper;
-# {glue:text}`vi_trajectory_frozen` of them never move, because the first layer's bias
-# feeds batch norm, which removes it (a quirk of the architecture, kept). The
-# low-frequency power of SGD's increments is
+# {glue:text}`vi_trajectory_frozen` of them never move: the 16 first-layer biases,
+# because batch norm subtracts them (a quirk of the architecture, kept), and the weights
+# from the {glue:text}`vi_trajectory_blank_pixels` input pixels that are blank in every
+# digit. The low-frequency power of SGD's increments is
 # {glue:text}`vi_trajectory_low_power_sgd:.2f` against
 # {glue:text}`vi_trajectory_low_power_control:.2f` for the equilibrium control
 # (paired difference [{glue:text}`vi_trajectory_low_power_diff_lo:.2f`,

@@ -43,7 +43,8 @@ from sgdbayes.noise.statistics import mean_ci, paired_difference, paired_tost, r
 from sgdbayes.noise.tinyfc import check_schedule, lr_at_epoch, replica_module, train_tiny_fc
 from sgdbayes.sde import (DoubleWell, autocorrelation, brownian_motion, chi2_density_check, circulation_closed_form,
                           critical_point_path, first_order_shift, flux_closed_form, increment_spectrum,
-                          local_entropy, low_frequency_power, measure_circulation, non_commuting_example,
+                          local_entropy, low_frequency_power, measure_circulation, moving_coordinates,
+                          non_commuting_example,
                           outside_band_fraction, quadratic_1d_problem, reversible_control,
                           sample_covariance_zscores, sde_samples, sharp_and_wide, smoothed_density_mode,
                           smoothed_mode, stationary_density_1d, white_noise_band)
@@ -587,11 +588,11 @@ def _trace_d(weights: np.ndarray, x: torch.Tensor, y: torch.Tensor, hidden: int,
 
 
 def network_replacement(*, n: int, b: int, lr: float, pretrain_steps: int, steps: int, replicas: int,
-                        hidden: int = 16, downsample: int = 7, records: int = 250, seed: int = 0,
-                        device: str = "auto") -> NetworkReplacement:
+                        pretrain_lr: float = 1.0, hidden: int = 16, downsample: int = 7, records: int = 250,
+                        seed: int = 0, device: str = "auto") -> NetworkReplacement:
     """With vs without replacement in a one-hidden-layer network (MNIST pooled ``downsample``-fold, 4×4 by default,
     ten classes, ``n`` digits): each
-    replica is pretrained by full-batch gradient descent, then continued for ``steps`` steps three times — with
+    replica is pretrained by full-batch gradient descent (``pretrain_steps`` at ``pretrain_lr``), then continued for ``steps`` steps three times — with
     replacement, without (coupled mini-batches) and full-batch — and the full-data loss averaged over the window."""
     if not 1 <= b < n:
         raise ValueError(f"b = {b} must be in [1, n = {n})")
@@ -599,7 +600,8 @@ def network_replacement(*, n: int, b: int, lr: float, pretrain_steps: int, steps
     data = _mnist("subset", n, 0, seed=seed + 1, downsample=downsample, flatten=True, device=dev)
     x, y = data.x_train, data.y_train
     run = train_schemes(x, y, lr=lr, batch_size=b, steps=steps, replicas=replicas, hidden=hidden,
-                        pretrain_steps=pretrain_steps, record_every=max(1, steps // records), seed=seed)
+                        pretrain_steps=pretrain_steps, pretrain_lr=pretrain_lr,
+                        record_every=max(1, steps // records), seed=seed)
     keep = run.steps > 0
     win = {k: v[keep].mean(0) for k, v in run.loss.items()}
     tr_start = np.array([_trace_d(w, x, y, hidden, run.n_classes) for w in run.start_weights])
@@ -764,6 +766,7 @@ class TrajectoryResult:
     n: int
     steps_per_epoch: int
     frozen_weights: int
+    blank_pixels: int
     epochs: np.ndarray
     lr: np.ndarray
     grad_norm: np.ndarray
@@ -783,7 +786,7 @@ class TrajectoryResult:
 def _trajectory_stats(w: np.ndarray, max_lag: int, low_freq: float, band: float) -> dict:
     f, pm, _ = increment_spectrum(w)
     inc = np.diff(w, axis=0)
-    moving = inc.std(0) > 0
+    moving = moving_coordinates(w)
     acf = autocorrelation(inc[:, moving], max_lag)
     wacf = autocorrelation(w[:, moving], max_lag)
     return {"freq": f, "spectrum": pm, "acf": acf.mean(1), "low": low_frequency_power(f, pm, low_freq),
@@ -836,11 +839,12 @@ def trajectory_experiment(*, source: str, n_train: int, batch_size: int, epochs:
         bm = brownian_motion(w.shape[0], w.shape[1], scale=scale, seed=seed + 100 + r)
         for p, traj in zip(PROCESSES, (w, ctrl[:, r], bm), strict=True):
             out[p][r] = _trajectory_stats(traj, max_lag, low_freq, band)
-    frozen = int((np.diff(run.weights, axis=0) == 0).all(axis=(0, 1)).sum())
+    frozen = int((~np.stack([moving_coordinates(run.weights[:, r]) for r in range(replicas)])).all(0).sum())
     thr = lam.max(1, keepdims=True) * run.d * float(np.finfo(np.float32).eps)
     stack = lambda p, k: np.stack([out[p][r][k] for r in range(replicas)])  # noqa: E731
     return TrajectoryResult(
-        d=run.d, n=n, steps_per_epoch=run.steps_per_epoch, frozen_weights=frozen, epochs=run.epochs, lr=run.lr,
+        d=run.d, n=n, steps_per_epoch=run.steps_per_epoch, frozen_weights=frozen,
+        blank_pixels=int((x.abs().sum(0) == 0).sum()), epochs=run.epochs, lr=run.lr,
         grad_norm=run.grad_norm, loss=run.loss, freq=out[PROCESSES[0]][0]["freq"], lags=np.arange(max_lag + 1),
         band=band, low_freq=low_freq, spectrum={p: stack(p, "spectrum") for p in PROCESSES},
         acf={p: stack(p, "acf") for p in PROCESSES}, low_power={p: stack(p, "low") for p in PROCESSES},
@@ -1138,7 +1142,9 @@ def trajectory_numbers(res: TrajectoryResult) -> dict:
     return {
         "trajectory_d": _num(res.d, "tiny-fc weights", "trainable parameters", paper=917),
         "trajectory_frozen": _num(res.frozen_weights, "tiny-fc weights that never move",
-                                  "first-layer biases feeding batch norm"),
+                                  f"16 first-layer biases feeding batch norm and 16 weights from each of the "
+                                  f"{res.blank_pixels} input pixels blank in every digit"),
+        "trajectory_blank_pixels": _num(res.blank_pixels, "input pixels blank in every training digit", "of 49"),
         "trajectory_low_power_sgd": _num(float(res.low_power[sgd].mean()), "low-frequency increment power, SGD",
                                          f"mean below {res.low_freq:.3g} cycles/epoch, white = 1"),
         "trajectory_low_power_control": _num(float(res.low_power[ctrl].mean()),

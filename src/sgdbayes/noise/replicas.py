@@ -186,9 +186,11 @@ class SchemeRun:
 
 
 def train_schemes(x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: int, steps: int, replicas: int,
-                  hidden: int = 16, pretrain_steps: int = 0, record_every: int = 10, seed: int = 0) -> SchemeRun:
+                  hidden: int = 16, pretrain_steps: int = 0, pretrain_lr: float | None = None, record_every: int = 10,
+                  seed: int = 0) -> SchemeRun:
     """``replicas`` MLPs ``in → hidden → classes``, first trained by full-batch gradient descent for
-    ``pretrain_steps`` steps (so that all runs start in the same basin, near a minimum), then each continued three
+    ``pretrain_steps`` steps at ``pretrain_lr`` (default ``lr``) so that all runs start in the same basin, near a
+    minimum, then each continued three
     times from that point by plain SGD with mini-batches drawn with and without replacement (coupled by
     :func:`coupled_batches`) and with the full batch. One batched pass per step trains all ``3R`` networks; the
     full-data loss is recorded every ``record_every`` steps (and at step 0 of the continuation)."""
@@ -210,9 +212,12 @@ def train_schemes(x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: in
     y1h = F.one_hot(y, c).to(x.dtype)
     xs_full = x.unsqueeze(0).expand(r, n, n_in)
     ys_full = y1h.unsqueeze(0).expand(r, n, c)
+    plr = lr if pretrain_lr is None else pretrain_lr
+    if not plr > 0:
+        raise ValueError(f"pretrain_lr must be > 0, got {pretrain_lr}")
     for _ in range(pretrain_steps):
         _, grads = _mean_loss_and_grads(init, xs_full, ys_full)
-        torch._foreach_add_(init, grads, alpha=-lr)
+        torch._foreach_add_(init, grads, alpha=-plr)
     start = torch.cat([p.reshape(r, -1) for p in init], dim=1).double().cpu().numpy()
     params = [p.repeat(3, 1, 1) for p in init]  # [with R | without R | full R]
     names = ("with", "without", "full")

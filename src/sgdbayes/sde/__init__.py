@@ -11,11 +11,12 @@ from sgdbayes.sde.circulation import (CirculationPaths, circulation_closed_form,
                                       first_order_shift, flux_closed_form, measure_circulation)
 from sgdbayes.sde.potential_shift import Quadratic1D, quadratic_1d_problem, sde_samples, smoothed_density_mode, smoothed_mode, stationary_density_1d
 from sgdbayes.sde.trajectory import (autocorrelation, brownian_motion, increment_spectrum, low_frequency_power,
+                                     moving_coordinates,
                                      outside_band_fraction, reversible_control, white_noise_band)
 
 __all__ = ["CirculationPaths", "Quadratic1D", "circulation_closed_form", "critical_point_path", "critical_points",
            "first_order_shift", "flux_closed_form",
-           "low_frequency_power", "measure_circulation", "outside_band_fraction", "quadratic_1d_problem",
+           "low_frequency_power", "measure_circulation", "moving_coordinates", "outside_band_fraction", "quadratic_1d_problem",
            "reversible_control", "sde_samples", "smoothed_density_mode", "smoothed_mode", "stationary_density_1d",
            "DensityCheck", "DoubleWell", "LinearSDE", "SDEPath", "autocorrelation", "bin_probabilities",
            "brownian_motion", "chi2_density_check", "deterministic_path", "empirical_current", "euler_maruyama",

@@ -18,14 +18,23 @@ def _check(w: np.ndarray, name: str = "trajectory") -> np.ndarray:
     return w
 
 
+def moving_coordinates(w: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    """Mask of the coordinates whose increments are not negligible: sd above ``rel`` × the median sd. (A weight with
+    an exactly-zero gradient still moves by rounding noise in float32; normalised to unit variance, that noise would
+    look like a white-noise coordinate.)"""
+    sd = np.diff(np.asarray(w, dtype=np.float64), axis=0).std(0)
+    return sd > rel * np.median(sd[sd > 0]) if (sd > 0).any() else sd > 0
+
+
 def increment_spectrum(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Power spectrum of the increments ``Δw_t = w_{t+1} − w_t`` of each coordinate, each scaled to unit variance
-    (so white noise is flat at 1). Returns ``freq`` (cycles per snapshot, excluding 0), mean and sd over coordinates."""
+    """Power spectrum of the increments ``Δw_t = w_{t+1} − w_t`` of each moving coordinate
+    (:func:`moving_coordinates`), each scaled to unit variance (so white noise is flat at 1). Returns ``freq``
+    (cycles per snapshot, excluding 0), mean and sd over coordinates."""
     w = _check(w)
-    dw = np.diff(w, axis=0)
+    keep = moving_coordinates(w)
+    dw = np.diff(w[:, keep], axis=0)
     dw = dw - dw.mean(0)
-    sd = dw.std(0)
-    dw = dw[:, sd > 0] / sd[sd > 0]
+    dw = dw / dw.std(0)
     t = dw.shape[0]
     p = np.abs(np.fft.rfft(dw, axis=0)) ** 2 / t
     f = np.fft.rfftfreq(t)
