@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -54,15 +55,23 @@ class KernelUnresponsive(RuntimeError):
     """The kernel stopped answering (it did not reply to ``kernel_info`` in time)."""
 
 
+MAX_CELL_TIMEOUT_S = 1e7  # about 4 months; nbclient's timers overflow on much larger values
+
+
 def cell_timeout_seconds(value, what: str) -> float | None:
-    """A cell timeout as given (``what`` names its source in errors): seconds > 0, or None for 0 (no limit)."""
+    """A cell timeout as given (``what`` names its source in errors): seconds in (0, 10^7], or None for no limit
+    (0 or inf)."""
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} is not a number; give seconds (> 0) or 0 for no limit") from None
-    if not seconds >= 0:  # negative or NaN
-        raise ConfigError(f"{what}: give seconds (> 0) or 0 for no limit")
-    return seconds or None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} is not a number; give seconds (> 0), or 0 or inf for no limit") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise ConfigError(f"{what}: give seconds (> 0), or 0 or inf for no limit")
+    if seconds == 0 or math.isinf(seconds):
+        return None
+    if seconds > MAX_CELL_TIMEOUT_S:
+        raise ConfigError(f"{what}: at most {MAX_CELL_TIMEOUT_S:.0e} s; give 0 or inf for no limit")
+    return seconds
 
 
 def cell_timeout_from_env() -> float | None:
@@ -284,10 +293,12 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
     nb.metadata.pop("jupytext", None)
     nbformat.write(nb, source_nb)
 
-    saved = {k: os.environ.get(k) for k in ("SGDBAYES_ROOT", "TQDM_DISABLE", "PYDEVD_DISABLE_FILE_VALIDATION",
-                                            *(env or {}))}
-    os.environ.update({"SGDBAYES_ROOT": str(root), "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-                       **(env or {})})
+    # the kernel inherits this process's stderr: library progress bars (sgdbayes.progress) write there, so they
+    # show in the terminal of `sgdbayes run` and never in the notebook's outputs
+    kernel_env = {"SGDBAYES_ROOT": str(root), "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                  "SGDBAYES_PROGRESS": "stderr" if progress else "off", **(env or {})}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     _register_engine()
     timeouts = {"start_timeout": KERNEL_START_TIMEOUT_S}
     if cell_timeout is not None:
@@ -332,16 +343,31 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
 
 
 def _tag_parameter_cells(nb) -> None:
-    """In the book, fold the defaults cell away and show the values this run used (papermill's injected cell);
-    a chapter whose parameters cell is tagged ``remove-cell`` has both removed."""
+    """In the book, the reader sees the chapter's commented parameters cell once, open; papermill's injected cell
+    (the values this run used) is folded beneath it, its first line saying what it is. A chapter whose parameters
+    cell is tagged ``remove-cell`` has both removed."""
     remove = any("parameters" in c.metadata.get("tags", []) and "remove-cell" in c.metadata.get("tags", [])
                  for c in nb.cells)
+    profile = (nb.metadata.get("papermill", {}).get("parameters", {}) or {}).get("profile")
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
-            tags.append("hide-cell")
-        if "injected-parameters" in tags and remove:
-            tags.append("remove-cell")
+        if "parameters" in tags:
+            tags[:] = [t for t in tags if t not in ("hide-cell", "hide-input")]
+        if "injected-parameters" in tags:
+            if remove:
+                tags.append("remove-cell")
+            elif "hide-cell" not in tags:
+                tags.append("hide-cell")
+            cell.metadata.setdefault("mystnb", {}).update({
+                "code_prompt_show": "Show the parameter values this build used",
+                "code_prompt_hide": "Hide the parameter values this build used"})
+            head = (f"# The values this build used (profile {profile!r}; injected by papermill over the defaults "
+                    "above)" if profile else "# The values this build used (injected by papermill)")
+            lines = cell.source.splitlines()
+            if lines and lines[0].strip() == "# Parameters":
+                lines = lines[1:]
+            if not (lines and lines[0].startswith("# The values this build used")):
+                cell.source = "\n".join([head, *lines])
 
 
 def jupyter_book_build(root: Path, *, strict: bool = True) -> None:
