@@ -31,7 +31,7 @@ def _parameters(profile: str = "default") -> dict:
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
 def test_spec_covers_every_parameter_and_accepts_every_profile(profile):
     values = _parameters(profile)
-    assert set(values) == set(exp.PARAMETERS.types)
+    assert set(values) == set(exp.PARAMETERS.kinds)
     exp.check_parameters(values)
 
 

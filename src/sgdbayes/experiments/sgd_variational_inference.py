@@ -33,6 +33,7 @@ import torch
 from scipy import stats
 
 from sgdbayes import results
+from sgdbayes.params import Choice, Float, Int, List, Rule, Spec
 from sgdbayes.device import get_device
 from sgdbayes.noise import (NoiseSpectrum, n_weights, per_sample_cross_entropy, per_sample_gradients,
                             per_sample_gram, small_allcnn, small_fc, small_lenet, spectrum_from_gram,
@@ -50,117 +51,6 @@ from sgdbayes.sde import (DoubleWell, autocorrelation, brownian_motion, chi2_den
                           smoothed_mode, stationary_density_1d, white_noise_band)
 
 CHAPTER = "sgd_variational_inference"
-
-# ------------------------------------------------------------------------------------------------------------------
-# TEMPORARY shims, removed once main has issue 11's cache and parameter spec and issue 12's claims: they let this
-# chapter be written against the new interfaces (contract §1-§3) and run before those land.
-# ------------------------------------------------------------------------------------------------------------------
-import inspect as _inspect  # noqa: E402
-
-from sgdbayes import cache as _cache  # noqa: E402
-
-if "compute" in _inspect.signature(_cache.cached).parameters:  # the old cached(name, params, compute)
-    _old_cached = _cache.cached
-
-    def _cached_new_form(fn, *args, **kwargs):
-        if isinstance(fn, str):
-            return _old_cached(fn, *args, **kwargs)
-        bound = _inspect.signature(fn).bind(*args, **kwargs)
-        bound.apply_defaults()
-        return _old_cached(f"{fn.__module__}.{fn.__qualname__}", dict(bound.arguments), lambda: fn(*args, **kwargs))
-
-    _cache.cached = _cached_new_form
-
-if not hasattr(results, "claim"):
-    def _claim(chapter, claim_id, *, paper, item, claim, status, paper_scale, scale, reason, section, numbers=(),
-               profile=None):
-        data = results.load(chapter)
-        data.setdefault("claims", {})[claim_id] = {
-            "paper": paper, "item": item, "claim": claim, "status": status, "paper_scale": paper_scale,
-            "scale": scale, "reason": reason, "section": section, "numbers": list(numbers), "profile": profile}
-        from sgdbayes.paths import atomic_write_bytes
-        import json
-        atomic_write_bytes(results.results_path(chapter), json.dumps(data, indent=2).encode())
-
-    results.claim = _claim
-
-if "label" not in _inspect.signature(results.record).parameters:
-    _old_record = results.record
-
-    def _record(chapter, name, value, *, paper=None, label="", description="", unit="", profile=None):
-        _old_record(chapter, name, value, paper=paper, description=f"{label}: {description}" if label else description,
-                    unit=unit, profile=profile)
-
-    results.record = _record
-
-try:
-    from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec
-except ImportError:  # pragma: no cover - the shim below stands in until sgdbayes.params lands
-    @dataclass(frozen=True)
-    class _Type:
-        kind: str
-        args: tuple = ()
-        opts: dict = field(default_factory=dict)
-
-        def check(self, name, v):
-            o = self.opts
-            if self.kind == "int":
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise ValueError(f"{name} = {v!r} must be an integer")
-            elif self.kind == "float":
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"{name} = {v!r} must be a finite number")
-            elif self.kind == "bool":
-                if not isinstance(v, bool):
-                    raise ValueError(f"{name} = {v!r} must be true or false")
-            elif self.kind == "choice":
-                if v not in self.args:
-                    raise ValueError(f"{name} = {v!r} must be one of {list(self.args)}")
-                return
-            elif self.kind == "list":
-                if not isinstance(v, (list, tuple)) or len(v) < o.get("min_len", 0):
-                    raise ValueError(f"{name} = {v!r} must be a list of at least {o.get('min_len', 0)} entries")
-                for i, e in enumerate(v):
-                    self.args[0].check(f"{name}[{i}]", e)
-                return
-            for key, op, text in (("min", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
-                                  ("max", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
-                if key in o and not op(v, o[key]):
-                    raise ValueError(f"{name} = {v!r} must be {text} {o[key]}")
-
-    def Int(**o):  # noqa: N802
-        return _Type("int", (), o)
-
-    def Float(**o):  # noqa: N802
-        return _Type("float", (), o)
-
-    def Bool():  # noqa: N802
-        return _Type("bool")
-
-    def Choice(*c):  # noqa: N802
-        return _Type("choice", c)
-
-    def List(t, **o):  # noqa: N802
-        return _Type("list", (t,), o)
-
-    @dataclass(frozen=True)
-    class Rule:
-        test: object
-        message: str
-
-    class Spec:
-        def __init__(self, relations=(), **types):
-            self.types, self.relations = types, list(relations)
-
-        def check(self, values: dict) -> None:
-            unknown = sorted(set(values) - set(self.types))
-            if unknown:
-                raise ValueError(f"unknown parameters {unknown}; allowed: {sorted(self.types)}")
-            for k, v in values.items():
-                self.types[k].check(k, v)
-            for r in self.relations:
-                if not r.test(values):
-                    raise ValueError(r.message)
 
 # ------------------------------------------------------------------------------------------------------------------
 # parameters
@@ -261,38 +151,46 @@ PARAMETERS = Spec(
     max_lag=Int(min=2),
     relations=[
         Rule(_configs_valid, "temperature_configs must be [η, b] pairs with η > 0 and an integer b in "
-                             "[1, n_temperature]"),
-        Rule(_unique_configs, "temperature_configs must not repeat an (η, b) pair"),
+                             "[1, n_temperature]", ("temperature_configs", "n_temperature")),
+        Rule(_unique_configs, "temperature_configs must not repeat an (η, b) pair", ("temperature_configs",)),
         Rule(_grid_has_both, "temperature_configs need at least two (η, b) with the same η/b (to test equivalence) "
-                             "and at least two different η/b (to test that they differ)"),
-        Rule(lambda p: p["n_spectrum"] <= p["n_train"], "n_spectrum must be <= n_train"),
-        Rule(lambda p: p["batch_spectra"] <= p["n_train"], "batch_spectra must be <= n_train"),
-        Rule(_subset_fits, f"with mnist_source = 'subset', n_train + n_test must be <= {MNIST_SUBSET}"),
+                             "and at least two different η/b (to test that they differ)", ("temperature_configs",)),
+        Rule(lambda p: p["n_spectrum"] <= p["n_train"], "n_spectrum must be <= n_train", ("n_spectrum", "n_train")),
+        Rule(lambda p: p["batch_spectra"] <= p["n_train"], "batch_spectra must be <= n_train",
+             ("batch_spectra", "n_train")),
+        Rule(_subset_fits, f"with mnist_source = 'subset', n_train + n_test must be <= {MNIST_SUBSET}",
+             ("mnist_source", "n_train", "n_test")),
         Rule(lambda p: p["n_temperature"] <= MNIST_SUBSET - 100,
-             f"n_temperature must be <= {MNIST_SUBSET - 100} (the shipped digits, 100 kept for the test error)"),
+             f"n_temperature must be <= {MNIST_SUBSET - 100} (the shipped digits, 100 kept for the test error)",
+             ("n_temperature",)),
         Rule(lambda p: "small-allcnn-cifar100" not in p["spectra_networks"],
              "small-allcnn-cifar100 needs a CIFAR-100 reader, which sgdbayes.data does not have yet; run "
-             "small-allcnn-cifar10 instead"),
-        Rule(lambda p: p["convex_batch"] < p["convex_n"], "convex_batch must be < convex_n (b = N: no noise)"),
-        Rule(lambda p: p["convex_n"] >= p["convex_d"] + 2, "convex_n must be >= convex_d + 2"),
-        Rule(lambda p: p["convex_burn_in"] < p["convex_steps"], "convex_burn_in must be < convex_steps"),
-        Rule(lambda p: p["replacement_batch"] < p["replacement_n"], "replacement_batch must be < replacement_n"),
-        Rule(lambda p: p["replacement_n"] <= MNIST_SUBSET, f"replacement_n must be <= {MNIST_SUBSET}"),
+             "small-allcnn-cifar10 instead", ("spectra_networks",)),
+        Rule(lambda p: p["convex_batch"] < p["convex_n"], "convex_batch must be < convex_n (b = N: no noise)",
+             ("convex_batch", "convex_n")),
+        Rule(lambda p: p["convex_n"] >= p["convex_d"] + 2, "convex_n must be >= convex_d + 2", ("convex_n", "convex_d")),
+        Rule(lambda p: p["convex_burn_in"] < p["convex_steps"], "convex_burn_in must be < convex_steps",
+             ("convex_burn_in", "convex_steps")),
+        Rule(lambda p: p["replacement_batch"] < p["replacement_n"], "replacement_batch must be < replacement_n",
+             ("replacement_batch", "replacement_n")),
+        Rule(lambda p: p["replacement_n"] <= MNIST_SUBSET, f"replacement_n must be <= {MNIST_SUBSET}",
+             ("replacement_n",)),
         Rule(lambda p: p["trajectory_burn_in"] < p["trajectory_epochs"],
-             "trajectory_burn_in must be < trajectory_epochs"),
+             "trajectory_burn_in must be < trajectory_epochs", ("trajectory_burn_in", "trajectory_epochs")),
         Rule(lambda p: p["max_lag"] < p["trajectory_epochs"] - p["trajectory_burn_in"] - 1,
-             "max_lag must be < the number of increments after the burn-in (trajectory_epochs − burn-in − 1)"),
+             "max_lag must be < the number of increments after the burn-in (trajectory_epochs − burn-in − 1)",
+             ("max_lag", "trajectory_epochs", "trajectory_burn_in")),
         Rule(lambda p: p["n_trajectory"] == 0 or p["trajectory_batch"] <= p["n_trajectory"],
-             "trajectory_batch must be <= n_trajectory"),
+             "trajectory_batch must be <= n_trajectory", ("trajectory_batch", "n_trajectory")),
         Rule(_schedule_valid, "trajectory_lr_schedule must be [epoch_limit, lr] pairs with increasing limits and "
-                              "lr > 0"),
+                              "lr > 0", ("trajectory_lr_schedule",)),
     ],
 )
 
 
 def check_parameters(values: dict) -> None:
-    """Check the chapter's resolved parameters against :data:`PARAMETERS` (ValueError naming the value)."""
-    PARAMETERS.check(values)
+    """Check the chapter's resolved parameters against :data:`PARAMETERS` (``ParameterError`` naming the value)."""
+    PARAMETERS.check(values, chapter=CHAPTER)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -924,17 +822,14 @@ def linear_model():
 
 
 def styled(df: pd.DataFrame):
-    """A table for the page: no index, numbers to three significant figures, booleans as yes/no, "—" for missing
-    values. (Stands in for ``plots.table`` until the book's helper lands.)"""
-    table_fn = getattr(__import__("sgdbayes.plots", fromlist=["table"]), "table", None)
-    if table_fn is not None:
-        return table_fn(df)
+    """A table for the page (:func:`sgdbayes.plots.table`, three significant digits), booleans as yes/no."""
+    from sgdbayes.plots import table
+
     out = df.copy()
     for c in out.columns:
         if out[c].dtype == bool:
             out[c] = out[c].map({True: "yes", False: "no"})
-    fmt = {c: "{:.3g}" for c in out.columns if out[c].dtype.kind == "f"}
-    return out.style.hide(axis="index").format(fmt, na_rep="—")
+    return table(out, digits=3)
 
 
 def _num(value, label: str, description: str, *, paper=None, unit: str = "") -> tuple:

@@ -24,8 +24,8 @@ def double_well_figure(lam: float, n_steps: int = 600):
     g = torch.tensor(np.stack([xx, yy], -1))
     fig, axes = new_figure(width=4.6, height=4.0)
     ax = axes[0][0]
-    im = ax.contourf(xx, yy, dw.density(g).numpy(), levels=np.linspace(0, 0.17, 12), cmap="Blues")
-    fig.colorbar(im, ax=ax, shrink=0.7, label="stationary density")
+    im = ax.contourf(xx, yy, dw.density(g).numpy(), levels=np.arange(0, 0.181, 0.015), cmap="Blues")
+    fig.colorbar(im, ax=ax, shrink=0.8, aspect=25, label="stationary density", ticks=[0, 0.05, 0.1, 0.15])
     q = np.linspace(-LIM * 0.85, LIM * 0.85, 11)
     qx, qy = np.meshgrid(q, q)
     cur = DoubleWell(1.0).current(torch.tensor(np.stack([qx, qy], -1))).numpy() * lam
@@ -41,32 +41,22 @@ def double_well_figure(lam: float, n_steps: int = 600):
     ax.set(xlim=(-LIM, LIM), ylim=(-LIM, LIM), aspect="equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
-    ax.set_title(f"λ = {lam:.2f}" + ("  (beyond λ_c = e^{-1/4}: no minimum of f)" if lam >= np.exp(-0.25) else ""),
-                 fontsize=10)
+    ax.set_title(f"λ = {lam:.2f}" + (r"  (above $\lambda_c = e^{-1/4}$: no minimum of f)" if lam >= np.exp(-0.25)
+                                      else ""), fontsize=10)
     ax.legend(fontsize=9, loc="lower left", frameon=True)
     return fig
 
 
 def double_well_explorer(default: float = 1.5, n_steps: int = 600):
-    """``(static figure at default, widget)``: a λ slider on [0, 2] that redraws below the static figure."""
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+    """``(default figure, widget)``: a λ slider on [0, 2] (linear: λ does not span decades) whose redraws appear
+    below the default figure, which the chapter glues once."""
+    import ipywidgets as ipw
 
-    static = double_well_figure(default, n_steps=n_steps)
-    slider = widgets.FloatSlider(value=default, min=0.0, max=2.0, step=0.05, description="λ",
-                                 continuous_update=False)
-    out = widgets.Output()
+    from sgdbayes import widgets
 
-    def redraw(change):
-        with out:
-            out.clear_output(wait=True)
-            fig = double_well_figure(change["new"], n_steps=n_steps)
-            plt.show(fig)
-
-    slider.observe(redraw, names="value")
-    with out:
-        print("move the slider to redraw (needs a live kernel; the default view is the figure above)")
-    return static, widgets.VBox([slider, out])
+    lam = ipw.FloatSlider(value=default, min=0.0, max=2.0, step=0.05, description="λ", continuous_update=False)
+    return double_well_figure(default, n_steps=n_steps), widgets.explorer(
+        lambda lam: double_well_figure(lam, n_steps=n_steps), {"lam": lam}, what="The double-well explorer")
 
 
 def temperature_figure(df: pd.DataFrame, ratio: float, n: int, ylim: tuple[float, float] | None = None):
@@ -96,35 +86,25 @@ def temperature_figure(df: pd.DataFrame, ratio: float, n: int, ylim: tuple[float
         lines = [f"η/b = {ratio:.3g}: β⁻¹ = {ratio / 2:.2e} with replacement"]
         lines += [f"η = {lr:g}, b = {b}: {ratio / 2 * (n - b) / (n - 1):.2e} without" for lr, b, _, _ in hits]
     else:
-        lines = [f"no run at η/b = {ratio:.3g}", f"β⁻¹ = {ratio / 2:.2e} with replacement"]
+        from sgdbayes import widgets
+
+        widgets.no_data(ax, f"no run at η/b = {ratio:.3g}")
+        lines = [f"β⁻¹ = {ratio / 2:.2e} with replacement"]
     ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
             bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
     return fig
 
 
 def temperature_explorer(df: pd.DataFrame, n: int, default: float | None = None):
-    """``(static figure, widget)``: a log slider over η/b (a quarter of the smallest to four times the largest
-    ratio run) that redraws below the static figure; ratios with no run say so."""
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+    """``(default figure, widget)``: a log slider over η/b (a quarter of the smallest to four times the largest
+    ratio run); ratios with no run say so; the axes are the same for every ratio."""
+    from sgdbayes import widgets
 
     ratios = sorted(set(df.lr / df.batch_size))
     default = ratios[len(ratios) // 2] if default is None else default
     cis = [mean_ci(g.loss.to_numpy()) for _, g in df.groupby(["lr", "batch_size"])]
     lo, hi = min(e.lo for e in cis), max(e.hi for e in cis)
     ylim = (lo - 0.05 * (hi - lo), hi + 0.6 * (hi - lo))  # room for the text box
-    static = temperature_figure(df, default, n, ylim)
-    slider = widgets.FloatLogSlider(value=default, base=10, min=np.log10(min(ratios) / 4),
-                                    max=np.log10(max(ratios) * 4), step=0.05, description="η/b",
-                                    continuous_update=False)
-    out = widgets.Output()
-
-    def redraw(change):
-        with out:
-            out.clear_output(wait=True)
-            plt.show(temperature_figure(df, change["new"], n, ylim))
-
-    slider.observe(redraw, names="value")
-    with out:
-        print("move the slider to redraw (needs a live kernel; the default view is the figure above)")
-    return static, widgets.VBox([slider, out])
+    slider = widgets.log_slider("η/b", lo=min(ratios) / 4, hi=max(ratios) * 4, value=default)
+    return temperature_figure(df, default, n, ylim), widgets.explorer(
+        lambda ratio: temperature_figure(df, ratio, n, ylim), {"ratio": slider}, what="The temperature explorer")
