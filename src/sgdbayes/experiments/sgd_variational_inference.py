@@ -1046,6 +1046,8 @@ def trajectory_numbers(res: TrajectoryResult) -> dict:
                                              "low-frequency increment power, equilibrium control", "white = 1"),
         "trajectory_low_power_brownian": _num(float(res.low_power[bm].mean()),
                                               "low-frequency increment power, Brownian motion", "white = 1"),
+        "trajectory_low_power_ratio": _num(float(res.low_power[sgd].mean() / res.low_power[ctrl].mean()),
+                                           "low-frequency power, SGD / equilibrium control", "mean over runs"),
         "trajectory_low_power_diff_lo": _num(d.lo, "SGD − control, low-frequency power, 95% CI low", "paired"),
         "trajectory_low_power_diff_hi": _num(d.hi, "SGD − control, low-frequency power, 95% CI high", "paired"),
         "trajectory_weight_acf_sgd": _num(float(res.weight_acf_outside[sgd].mean()),
@@ -1056,6 +1058,8 @@ def trajectory_numbers(res: TrajectoryResult) -> dict:
         "trajectory_weight_acf_brownian": _num(float(res.weight_acf_outside[bm].mean()),
                                                "weight autocorrelation outside the band, Brownian motion",
                                                "fraction", paper="inside"),
+        "trajectory_epochs": _num(int(res.epochs.size), "epochs measured after the burn-in", "one snapshot each",
+                                  paper=99_000),
         "trajectory_grad_norm_drop": _num(float(np.median(gn[0] / gn[-1])), "full-gradient norm drop",
                                           "after burn-in / at the end, median over runs", paper=3.0),
     }
