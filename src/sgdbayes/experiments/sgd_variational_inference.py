@@ -460,6 +460,8 @@ class NetworkReplacement:
     curve_with: np.ndarray
     curve_without: np.ndarray
     train_error_full: float
+    full_loss_start: float
+    full_loss_end: float
 
     @property
     def excess_with(self) -> np.ndarray:
@@ -511,7 +513,8 @@ def network_replacement(*, n: int, b: int, lr: float, pretrain_steps: int, steps
         n=n, b=b, lr=lr, hidden=hidden, factor=sampling_factor(n, b, "without"), loss_with=win["with"],
         loss_without=win["without"], loss_full=win["full"], trace_start=tr_start, trace_end=tr_end, steps=run.steps,
         curve_with=(run.loss["with"] - run.loss["full"]).mean(1),
-        curve_without=(run.loss["without"] - run.loss["full"]).mean(1), train_error_full=err)
+        curve_without=(run.loss["without"] - run.loss["full"]).mean(1), train_error_full=err,
+        full_loss_start=float(run.loss["full"][0].mean()), full_loss_end=float(run.loss["full"][-1].mean()))
 
 
 def replacement_status(ratio, factor: float, difference=None) -> str:
@@ -944,13 +947,23 @@ def replacement_numbers(convex: ConvexReplacement, network: NetworkReplacement) 
                                     "mean over replicas", unit="loss²/weight²"),
         "network_trace_end": _num(float(network.trace_end.mean()), "network: tr D at the window's end",
                                   "mean over replicas (full-batch run)", unit="loss²/weight²"),
+        "network_full_loss_start": _num(network.full_loss_start, "network: full-batch loss at the window's start",
+                                        "mean over replicas", unit="nats"),
+        "network_full_loss_end": _num(network.full_loss_end, "network: full-batch loss at the window's end",
+                                      "mean over replicas", unit="nats"),
     }
 
 
 def replacement_reason(convex: ConvexReplacement, network: NetworkReplacement) -> str:
-    cr, nr = convex.ratio, network.ratio
-    return (f"least squares {cr.value:.3f} [{cr.lo:.3f}, {cr.hi:.3f}] and the network {nr.value:.3f} "
+    cr, nr, nd = convex.ratio, network.ratio, network.difference
+    text = (f"least squares {cr.value:.3f} [{cr.lo:.3f}, {cr.hi:.3f}] and the network {nr.value:.3f} "
             f"[{nr.lo:.3f}, {nr.hi:.3f}] against (N − b)/(N − 1) = {convex.factor:.3f} and {network.factor:.3f}")
+    if not nr.covers(network.factor) and nd.lo > 0:
+        text += ("; with replacement is hotter in the network too (paired difference > 0), but by more than c "
+                 "predicts: the network is still descending during the window (full-batch loss "
+                 f"{network.full_loss_start:.3f} → {network.full_loss_end:.3f}), outside the fixed-minimum regime "
+                 "of the prediction")
+    return text
 
 
 def double_well_numbers(table: pd.DataFrame, critical: pd.DataFrame, lam_c: float, shift: pd.DataFrame) -> dict:

@@ -123,21 +123,20 @@ def _self_gram(j: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _positional_gram(a: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
-                     product_dtype: torch.dtype) -> tuple[torch.Tensor, str]:
-    """Exact ``G_nm = ‖Σ_t δ_nt a_ntᵀ‖``-Gram for ``a [N, T, p]``, ``delta [N, T, q]`` by the cheaper route, its
-    products in ``product_dtype`` and the result returned in ``dtype``."""
+def _positional_gram(a: torch.Tensor, delta: torch.Tensor, product_dtype: torch.dtype) -> tuple[torch.Tensor, str]:
+    """Exact ``G_nm = ‖Σ_t δ_nt a_ntᵀ‖``-Gram for ``a [N, T, p]``, ``delta [N, T, q]`` by the cheaper route, computed
+    and returned in ``product_dtype`` (the caller adds it into its ``dtype`` sum)."""
     n, t, p = a.shape
     q = delta.shape[2]
     a = a.to(product_dtype)
     delta = delta.to(product_dtype)
     if t == 1:
         a2, d2 = a[:, 0], delta[:, 0]
-        return _self_gram(a2).to(dtype) * _self_gram(d2).to(dtype), "kernel"
+        return _self_gram(a2).mul_(_self_gram(d2)), "kernel"
     cost_kernel = n * n * t * t * (p + q)
     cost_material = n * t * p * q + n * n * p * q
     if cost_kernel < cost_material:
-        out = torch.zeros(n, n, dtype=dtype, device=a.device)
+        out = a.new_empty(n, n)
         step = max(1, _BLOCK_ELEMENTS // max(1, n * t * t))
         af = a.reshape(n * t, p)
         df = delta.reshape(n * t, q)
@@ -146,10 +145,10 @@ def _positional_gram(a: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
             m = ai.shape[0]
             ka = (ai.reshape(m * t, p) @ af.T).reshape(m, t, n, t)
             kd = (di.reshape(m * t, q) @ df.T).reshape(m, t, n, t)
-            out[i:i + m] = (ka * kd).sum(dim=(1, 3)).to(dtype)
+            out[i:i + m] = (ka * kd).sum(dim=(1, 3))
         return out, "kernel"
     j = torch.bmm(delta.transpose(1, 2), a).reshape(n, q * p)
-    return _self_gram(j).to(dtype), "materialise"
+    return _self_gram(j), "materialise"
 
 
 def _unfold_conv_input(mod: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -168,23 +167,22 @@ def _unfold_conv_input(mod: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return u.permute(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, c * kh * kw)
 
 
-def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
-                product_dtype: torch.dtype) -> tuple[torch.Tensor, str]:
-    """Gram contribution of the trainable parameters of one supported module: products in ``product_dtype``, the
-    block returned in ``dtype``."""
+def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, gram: torch.Tensor,
+                product_dtype: torch.dtype) -> str:
+    """Add the Gram contribution of the trainable parameters of one supported module into ``gram`` (in place, in
+    its dtype), the products computed in ``product_dtype``; returns the route taken."""
     n = x.shape[0]
-    gram = torch.zeros(n, n, dtype=dtype, device=x.device)
     route = "kernel"
 
     def outer(s: torch.Tensor) -> torch.Tensor:
         s = s.to(product_dtype)
-        return (s @ s.T).to(dtype)
+        return s @ s.T
 
     if isinstance(mod, nn.Linear):
         a = x.reshape(n, -1, x.shape[-1])
         d = delta.reshape(n, -1, delta.shape[-1])
         if mod.weight.requires_grad:
-            g, route = _positional_gram(a, d, dtype, product_dtype)
+            g, route = _positional_gram(a, d, product_dtype)
             gram += g
         if mod.bias is not None and mod.bias.requires_grad:
             gram += outer(d.sum(dim=1))
@@ -198,7 +196,7 @@ def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, dtype: tor
             cin, cout = u.shape[2] // gs, d.shape[2] // gs
             for g_ in range(gs):
                 g, route = _positional_gram(u[:, :, g_ * cin:(g_ + 1) * cin], d[:, :, g_ * cout:(g_ + 1) * cout],
-                                            dtype, product_dtype)
+                                            product_dtype)
                 gram += g
         if mod.bias is not None and mod.bias.requires_grad:
             gram += outer(d.sum(dim=1))
@@ -213,7 +211,7 @@ def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, dtype: tor
         if mod.affine and mod.bias.requires_grad:
             gram += outer(delta.sum(dim=dims) if dims else delta)
         route = "materialise"
-    return gram, route
+    return route
 
 
 def _own_trainable(mod: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -334,9 +332,7 @@ def per_sample_gram(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch
     names = {m: k for k, m in model.named_modules()}
     grads = [torch.zeros_like(calls[m][0][1]) if g is None else g for m, g in zip(once, grads, strict=True)]
     for mod, g in zip(once, grads, strict=True):
-        part, route = _layer_gram(mod, calls[mod][0][0], g, dtype, product_dtype)
-        routes[names[mod]] = route
-        gram += part
+        routes[names[mod]] = _layer_gram(mod, calls[mod][0][0], g, gram, product_dtype)
     if not torch.isfinite(gram).all():  # a NaN/inf gradient reaches the Gram: name the first layer that holds one
         for mod, g in zip(once, grads, strict=True):
             _check_finite(names[mod], g)
