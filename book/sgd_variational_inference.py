@@ -36,13 +36,14 @@
 # loops, and the critical points of $\Phi$ are not those of $f$.
 #
 # The chapter measures each of these claims with a design that could fail: how
-# anisotropic $D$ is for the paper's networks (§{ref}`vi-spectra`); whether $\eta/b$
-# alone sets the stationary loss, as an equivalence test (§{ref}`vi-temperature`);
-# whether sampling with replacement is hotter by the predicted factor
-# (§{ref}`vi-replacement`); the circulation and the moving critical points in toy SDEs
-# with closed forms (§{ref}`vi-double-well`, §{ref}`vi-linear`); and SGD trajectories of
-# a small network against an equilibrium control (§{ref}`vi-trajectories`). Computation
-# lives in `sgdbayes.experiments.sgd_variational_inference`.
+# anisotropic $D$ is for the paper's networks ({ref}`§1 <vi-spectra>`); whether $\eta/b$
+# alone sets the stationary loss, as an equivalence test ({ref}`§2 <vi-temperature>`);
+# whether sampling with replacement is hotter by the predicted factor, in
+# {ref}`§3 <vi-replacement>`; the circulation and the moving critical points in toy
+# SDEs with closed forms, in {ref}`§4 <vi-double-well>` and {ref}`§5 <vi-linear>`; and
+# SGD trajectories of a small network against an equilibrium control, in
+# {ref}`§6 <vi-trajectories>`. Computation lives in
+# `sgdbayes.experiments.sgd_variational_inference`.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -104,8 +105,6 @@ trajectory_replicas = 4
 max_lag = 100
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -122,7 +121,6 @@ results.clear(CHAPTER)
 plots.book_style()
 if cpu_threads > 0:
     torch.set_num_threads(cpu_threads)
-t_start = time.perf_counter()
 
 # %% [markdown]
 # (vi-spectra)=
@@ -147,26 +145,25 @@ t_start = time.perf_counter()
 # $(N-1)/d$.
 
 # %%
+epochs = {
+    "small-lenet": epochs_lenet,
+    "small-fc": epochs_fc,
+    "small-allcnn-cifar10": epochs_allcnn,
+}
+spectra_args = dict(
+    source=mnist_source,
+    n_train=n_train,
+    n_test=n_test,
+    n_spectrum=n_spectrum,
+    lr=lr_spectra,
+    batch_size=batch_spectra,
+    momentum=momentum_spectra,
+    gram_products=gram_products,
+    seed=seed,
+    device=device,
+)
 spectra = {
-    net: cached(
-        exp.spectra_run,
-        net,
-        source=mnist_source,
-        n_train=n_train,
-        n_test=n_test,
-        n_spectrum=n_spectrum,
-        epochs={
-            "small-lenet": epochs_lenet,
-            "small-fc": epochs_fc,
-            "small-allcnn-cifar10": epochs_allcnn,
-        }[net],
-        lr=lr_spectra,
-        batch_size=batch_spectra,
-        momentum=momentum_spectra,
-        gram_products=gram_products,
-        seed=seed,
-        device=device,
-    )
+    net: cached(exp.spectra_run, net, epochs=epochs[net], **spectra_args)
     for net in spectra_networks
 }
 spectra_table = exp.spectra_table(spectra)
@@ -181,9 +178,17 @@ display(exp.styled(spectra_table))
 # %% [markdown]
 # The mean and standard deviation are over all $d$ eigenvalues, zeros included, as in
 # the paper, so the standard deviation dwarfs the mean whenever most of the spectrum is
-# zero. The CIFAR rows are not run here: the first needs the CIFAR-10 download (the
-# command in the table runs it where the data can be downloaded), the second a CIFAR-100
-# reader that the library does not have yet.
+# zero; "at most" is the largest rank $N$ samples allow, $(N-1)/d$. The CIFAR rows are
+# not run here: CIFAR-10 needs its download, and where it can be downloaded
+#
+# ```
+# sgdbayes run sgd_variational_inference --profile paper \
+#     -p 'spectra_networks=["small-allcnn-cifar10"]' \
+#     -p n_train=50000 -p n_spectrum=30000
+# ```
+#
+# runs it at the paper's scale; CIFAR-100 also needs a reader that `sgdbayes.data` does
+# not have yet.
 #
 # ```{glue:figure} fig-vi-spectra
 # :name: fig-vi-spectra
@@ -299,7 +304,7 @@ glue("fig-vi-temperature", fig, display=False)
 plt.close(fig)
 
 # %% tags=["remove-input"]
-display(exp.styled(pairs))
+display(exp.styled(exp.pairs_display(pairs)))
 
 # %% [markdown]
 # ```{glue:figure} fig-vi-temperature
@@ -553,7 +558,7 @@ plt.close(fig)
 # of upward crossings, is $\lambda\sqrt\pi\,\mathrm{erfc}(a^2/2)/(2Z)$.
 
 # %% tags=["remove-input"]
-display(exp.styled(well_table))
+display(exp.styled(exp.double_well_display(well_table)))
 
 # %% [markdown]
 # The noise-free drift $-\nabla f = j - \nabla\Phi$ also has its own critical points. At
@@ -600,7 +605,7 @@ plt.close(fig)
 
 # %% tags=["remove-input"]
 display(exp.styled(critical))
-display(exp.styled(shift))
+display(exp.styled(exp.shift_display(shift)))
 
 # %% tags=["remove-input"]
 numbers = exp.double_well_numbers(well_table, critical, lam_c, shift)
@@ -780,7 +785,7 @@ results.claim(
 # {glue:text}`vi_lyapunov_z:.2f`), $\|Q\|_F$ = {glue:text}`vi_q_norm:.3f`, and $\Phi$'s
 # level sets are tilted against $f$'s: SGD's stationary distribution is not a Gibbs
 # distribution of the loss. The minimum stays at the origin; moving critical points
-# needs a nonlinear loss or an $x$-dependent $D$, as in §{ref}`vi-double-well`.
+# needs a nonlinear loss or an $x$-dependent $D$, as in {ref}`§4 <vi-double-well>`.
 
 # %% [markdown]
 # (vi-trajectories)=

@@ -88,10 +88,9 @@ def test_equivalence_table_on_known_structure():
 def test_spectra_table_lists_the_cifar_rows_as_not_run_with_a_command():
     t = exp.spectra_table({})
     assert len(t) == 4
-    cifar10 = t[t.data == "CIFAR-10"].iloc[0]
-    assert "not run here" in cifar10["this build: data"]
-    assert "spectra_networks=[\"small-allcnn-cifar10\"]" in cifar10["this build: data"]
-    assert "not run here" in t[t.data == "CIFAR-100"].iloc[0]["this build: data"]
+    assert t[t.data == "CIFAR-10"].iloc[0]["here: λ(D), mean ± sd"] == "not run: needs the download"
+    assert "not run" in t[t.data == "CIFAR-100"].iloc[0]["here: λ(D), mean ± sd"]
+    assert 'spectra_networks=["small-allcnn-cifar10"]' in exp.spectra_command(["small-allcnn-cifar10"])
     assert not t.isna().any().any()
 
 

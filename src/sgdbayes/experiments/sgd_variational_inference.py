@@ -296,26 +296,21 @@ def spectra_command(networks: Sequence[str]) -> str:
 
 def spectra_table(runs: dict[str, SpectraRun]) -> pd.DataFrame:
     """The paper's table beside this build's (final checkpoint), one row per network of the paper; networks not run
-    here say so and give the command that runs them."""
+    here say why (:func:`spectra_command` gives the command that runs them)."""
     rows = []
     for net, (data, d, pm, ps, pr) in PAPER_SPECTRA.items():
         r = runs.get(net)
         row = {"network": net.split("-cifar")[0], "data": data, "weights d": d,
-               "paper: mean ± sd of λ(D)": f"{pm:.2g} ± {ps:.3g}", "paper: rank(D)/d": f"{pr:.2%}"}
+               "paper: λ(D), mean ± sd": f"{pm:.2g} ± {ps:.3g}", "paper: rank/d": f"{pr:.2%}"}
         if r is None:
-            if net.endswith("cifar100"):
-                why = "not run here: no CIFAR-100 reader in sgdbayes.data yet"
-            else:
-                why = f"not run here (needs the download): {spectra_command([net])}"
-            row.update({"this build: data": why, "this build: mean ± sd of λ(D)": "—", "this build: rank(D)/d": "—",
-                        "largest possible rank/d": "—", "test error": "—"})
+            why = "not run: no CIFAR-100 reader" if net.endswith("cifar100") else "not run: needs the download"
+            row.update({"here: λ(D), mean ± sd": why, "here: rank/d": "—", "here: at most": "—",
+                        "here: test error": "—"})
         else:
             s = r.spectrum(len(r.fractions) - 1)
-            row.update({"this build: data": f"{r.dataset}, N = {r.n_train:,}, D on {r.n:,}",
-                        "this build: mean ± sd of λ(D)": f"{s.mean:.2g} ± {s.sd:.3g}",
-                        "this build: rank(D)/d": f"{s.rank_fraction:.2%}",
-                        "largest possible rank/d": f"{(s.n - 1) / s.d:.1%}",
-                        "test error": f"{r.test_error[-1]:.1%}" if r.test_error.size else "—"})
+            row.update({"here: λ(D), mean ± sd": f"{s.mean:.2g} ± {s.sd:.3g}",
+                        "here: rank/d": f"{s.rank_fraction:.2%}", "here: at most": f"{(s.n - 1) / s.d:.1%}",
+                        "here: test error": f"{r.test_error[-1]:.1%}" if r.test_error.size else "—"})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -325,20 +320,19 @@ def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def checkpoint_table(runs: dict[str, SpectraRun]) -> pd.DataFrame:
-    """Each checkpoint's spectrum against the end of training: the scale (mean λ and λ_max as ratios to the final
-    values), the rank, and the shape — the Kolmogorov–Smirnov distance between the distributions of
+    """Each earlier checkpoint's spectrum against the end of training: the scale (mean λ and λ_max as ratios to the
+    final values), the rank, and the shape — the Kolmogorov–Smirnov distance between the distributions of
     ``log10(λ/λ_max)`` over the eigenvalues above the rank threshold (0 = identical shapes)."""
     rows = []
     for net, r in runs.items():
         last = r.spectrum(len(r.fractions) - 1)
         shape_last = np.log10(last.nonzero / last.eigenvalues[0])
-        for i, f in enumerate(r.fractions):
+        for i, f in enumerate(r.fractions[:-1]):
             s = r.spectrum(i)
-            rows.append({"network": net, "checkpoint": f"{f:.0%} of training", "mean λ(D)": s.mean,
-                         "λ_max": float(s.eigenvalues[0]), "rank(D)/d": s.rank_fraction,
-                         "mean λ / final": s.mean / last.mean, "λ_max / final": s.eigenvalues[0] / last.eigenvalues[0],
-                         "shape distance to final (KS)": _ks_distance(np.log10(s.nonzero / s.eigenvalues[0]),
-                                                                        shape_last)})
+            rows.append({"network": net, "checkpoint": f"{f:.0%}", "mean λ / final": s.mean / last.mean,
+                         "λ_max / final": s.eigenvalues[0] / last.eigenvalues[0], "rank/d": s.rank_fraction,
+                         "final rank/d": last.rank_fraction,
+                         "shape distance (KS)": _ks_distance(np.log10(s.nonzero / s.eigenvalues[0]), shape_last)})
     return pd.DataFrame(rows)
 
 
@@ -597,8 +591,8 @@ def critical_point_table(lams: Sequence[float], *, step: float = 0.005) -> tuple
     for lam in lams:
         i = int(np.argmin(np.abs(grid - lam)))
         fo = first_order_shift(float(lam))
-        rows.append({"λ": float(lam), "x₁*": path[i, 0], "x₂*": path[i, 1], "first order x₂ = λe^{−1/4}": fo[1],
-                     "distance to Φ's minimum (1, 0)": float(np.hypot(path[i, 0] - 1, path[i, 1]))})
+        rows.append({"λ": float(lam), "x₁*": path[i, 0], "x₂*": path[i, 1], "x₂* to first order": fo[1],
+                     "distance from (1, 0)": float(np.hypot(path[i, 0] - 1, path[i, 1]))})
     return pd.DataFrame(rows), lam_c
 
 
@@ -835,6 +829,43 @@ def styled(df: pd.DataFrame):
     return table(out, digits=3)
 
 
+def _ci(v: float, lo: float, hi: float, fmt: str = "{:.3g}") -> str:
+    return f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def pairs_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`equivalence_table` for the page: one interval column and the p-value of the test that applies."""
+    same = table.expected == "equal"
+    return pd.DataFrame({
+        "A": table["configuration A"], "B": table["configuration B"], "η/b": table.expected,
+        "A − B, 90% CI": [_ci(v, lo, hi) for v, lo, hi in zip(table["mean A − B"], table["90% CI low"],
+                                                               table["90% CI high"], strict=True)],
+        "margin ±": table["margin ±"],
+        "p (TOST if equal, t if different)": np.where(same, table["TOST p"], table["difference p"]),
+        "verdict": table.verdict})
+
+
+def double_well_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`double_well_table` for the page."""
+    return pd.DataFrame({
+        "λ": table["λ"], "χ² p (density)": table["χ² p (density = e^{−Φ}/Z)"],
+        "circulation, 95% CI": [f"{v:.3f} {ci}" for v, ci in zip(table["circulation"], table["circulation 95% CI"],
+                                                                  strict=True)],
+        "2πλ/Z": table["circulation, closed form"],
+        "flux, 95% CI": [f"{v:.4f} {ci}" for v, ci in zip(table["flux"], table["flux 95% CI"], strict=True)],
+        "flux, closed form": table["flux, closed form"]})
+
+
+def shift_display(shift: pd.DataFrame) -> pd.DataFrame:
+    """:func:`potential_shift_experiment` for the page."""
+    return pd.DataFrame({
+        "β⁻¹": shift["β⁻¹"], "loss minimum x_f": shift["loss minimum x_f"], "x_Φ (exact)": shift["x_Φ exact"],
+        "smoothed exact mode": shift["smoothed exact mode"],
+        "measured mode, 95% CI": [_ci(v, lo, hi, "{:.4f}") for v, lo, hi in zip(
+            shift["measured mode"], shift["95% CI low"], shift["95% CI high"], strict=True)],
+        "covered": shift["covered"]})
+
+
 def _num(value, label: str, description: str, *, paper=None, unit: str = "") -> tuple:
     v = value.item() if hasattr(value, "item") else value
     return (v, paper, label, unit, description)
@@ -858,12 +889,10 @@ def spectra_numbers(runs: dict[str, SpectraRun], checkpoints: pd.DataFrame) -> d
         rows = checkpoints[checkpoints.network == net]
         for _, row in rows.iterrows():
             pct = row.checkpoint.split("%")[0]
-            if pct == "100":
-                continue
             out[f"{key}_mean_ratio_{pct}"] = _num(row["mean λ / final"], f"{net}: mean λ at {pct}% / final",
                                                    "scale of the spectrum against the end of training (1 = same)",
                                                    paper=1.0)
-            out[f"{key}_shape_ks_{pct}"] = _num(row["shape distance to final (KS)"],
+            out[f"{key}_shape_ks_{pct}"] = _num(row["shape distance (KS)"],
                                                 f"{net}: shape distance {pct}% vs final",
                                                 "Kolmogorov–Smirnov distance of log10(λ/λ_max) above the threshold",
                                                 paper=0.0)
