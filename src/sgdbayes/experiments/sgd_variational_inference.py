@@ -300,17 +300,17 @@ def spectra_table(runs: dict[str, SpectraRun]) -> pd.DataFrame:
     rows = []
     for net, (data, d, pm, ps, pr) in PAPER_SPECTRA.items():
         r = runs.get(net)
-        row = {"network": net.split("-cifar")[0], "data": data, "weights d": d,
+        row = {"network": net.split("-cifar")[0], "data": data, "d": d,
                "paper: λ(D), mean ± sd": f"{pm:.2g} ± {ps:.3g}", "paper: rank/d": f"{pr:.2%}"}
         if r is None:
             why = "not run: no CIFAR-100 reader" if net.endswith("cifar100") else "not run: needs the download"
             row.update({"here: λ(D), mean ± sd": why, "here: rank/d": "—", "here: at most": "—",
-                        "here: test error": "—"})
+                        "test error": "—"})
         else:
             s = r.spectrum(len(r.fractions) - 1)
             row.update({"here: λ(D), mean ± sd": f"{s.mean:.2g} ± {s.sd:.3g}",
                         "here: rank/d": f"{s.rank_fraction:.2%}", "here: at most": f"{(s.n - 1) / s.d:.1%}",
-                        "here: test error": f"{r.test_error[-1]:.1%}" if r.test_error.size else "—"})
+                        "test error": f"{r.test_error[-1]:.1%}" if r.test_error.size else "—"})
         rows.append(row)
     return pd.DataFrame(rows)
 
