@@ -176,14 +176,14 @@ def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, gram: torc
 
     def outer(s: torch.Tensor) -> torch.Tensor:
         s = s.to(product_dtype)
-        return s @ s.T
+        return (s @ s.T).to(gram.dtype)  # cast, then add: faster than an in-place add of mixed dtypes
 
     if isinstance(mod, nn.Linear):
         a = x.reshape(n, -1, x.shape[-1])
         d = delta.reshape(n, -1, delta.shape[-1])
         if mod.weight.requires_grad:
             g, route = _positional_gram(a, d, product_dtype)
-            gram += g
+            gram += g.to(gram.dtype)
         if mod.bias is not None and mod.bias.requires_grad:
             gram += outer(d.sum(dim=1))
     elif isinstance(mod, nn.Conv2d):
@@ -197,7 +197,7 @@ def _layer_gram(mod: nn.Module, x: torch.Tensor, delta: torch.Tensor, gram: torc
             for g_ in range(gs):
                 g, route = _positional_gram(u[:, :, g_ * cin:(g_ + 1) * cin], d[:, :, g_ * cout:(g_ + 1) * cout],
                                             product_dtype)
-                gram += g
+                gram += g.to(gram.dtype)
         if mod.bias is not None and mod.bias.requires_grad:
             gram += outer(d.sum(dim=1))
     elif isinstance(mod, _BATCHNORM):
