@@ -64,17 +64,13 @@ import torch
 from IPython.display import Markdown, display
 
 from sgdbayes import results
-from sgdbayes.cache import cached
 from sgdbayes.data.download import DatasetUnavailableError
-from sgdbayes.data.tabular import ONLINE, load_tabular
+from sgdbayes.data.tabular import ONLINE
 from sgdbayes.device import get_device
+from sgdbayes.experiments import constant_sgd as X
+from sgdbayes.experiments.constant_sgd import cached
 from sgdbayes.ou import theory as th
-from sgdbayes.ou.chains import momentum_sgd, run_chains, sgd, sgld
-from sgdbayes.ou.compare import METHODS, compare_samplers
-from sgdbayes.ou.models import LinearRegression, LogisticRegression, Quadratic, SoftmaxRegression, max_curvature
-from sgdbayes.ou.posteriors import bbvi, laplace_posterior, linear_regression_posterior
-from sgdbayes.ou.posteriors import nuts_samples as run_nuts
-from sgdbayes.ou.vem import map_estimate, prior_precision_scan, vem_prior_precision
+from sgdbayes.ou.compare import METHODS
 from sgdbayes.plots import book_style
 from sgdbayes.plots import constant_sgd as P
 
@@ -136,32 +132,8 @@ print(f"profile {profile}, device {dev}")
 # $\varepsilon\lambda_{\max}(HA)$ (`discrete=True` solves it exactly).
 
 # %%
-A2 = np.array([[2.0, 0.6], [0.6, 0.5]])            # Hessian of L
-C2 = np.array([[1.0, 0.3], [0.3, 2.0]])            # covariance of one example's ∇ℓ_n
-N2, S2 = 100, 1
-post2 = np.linalg.inv(N2 * A2)
-
-
-def sgld_check():
-    out = []
-    for i, e in enumerate((1e-3, 2e-3, 4e-3)):
-        r = run_chains(Quadratic(A2, C2, N=N2), sgld(e, S2), n_chains=sgld_check_chains, n_steps=300, burn_in=299,
-                       init=np.random.default_rng(seed + i).multivariate_normal(np.zeros(2), post2, sgld_check_chains),
-                       seed=seed + 300 + i, keep_samples=False)
-        emp = r.cov_final()
-        d = np.sqrt(np.diag(emp))
-        sd_tr = np.sqrt(((np.outer(d**2, d**2) + emp**2) / (sgld_check_chains - 1))[[0, 1], [0, 1]].sum())
-        ours = th.sgld_covariance(A2, C2, eps=e, N=N2, S=S2)
-        exact = th.sgld_covariance(A2, C2, eps=e, N=N2, S=S2, discrete=True)
-        printed = th.stationary_covariance(0.5 * N2 * A2, np.eye(2) + e * N2 / (2 * S2) * C2)   # ½N(AΣ+ΣA) = I + εN/2S C
-        out.append({"ε": e, "chains: Tr(Σ − (NA)⁻¹)": np.trace(emp - post2), "± 1 sd (Monte Carlo)": sd_tr,
-                    "ours, εN²/4S: Lyapunov": np.trace(ours - post2),
-                    "ours: exact discrete recursion": np.trace(exact - post2),
-                    "paper's printed εN/2S (BBᵀ = C)": np.trace(printed - post2)})
-    return pd.DataFrame(out).set_index("ε")
-
-
-sg = cached("constant_sgd_sgld_constant", dict(n=sgld_check_chains, seed=seed), sgld_check)
+sg = cached(X.sgld_constant_check, n_chains=sgld_check_chains, seed=seed)
+N2 = X.SGLD_CHECK["N"]
 display(sg.style.format("{:.3g}"))
 z = ((sg["chains: Tr(Σ − (NA)⁻¹)"] - sg["ours: exact discrete recursion"]) / sg["± 1 sd (Monte Carlo)"]).abs().max()
 z_p = ((sg["chains: Tr(Σ − (NA)⁻¹)"] - sg["paper's printed εN/2S (BBᵀ = C)"]) / sg["± 1 sd (Monte Carlo)"]).abs().min()
@@ -194,24 +166,10 @@ print(f"excess covariance trace: our constant within {z:.1f} sd of the chains; t
 # beside $\mathrm{KL}(p\,\|\,q)$ (the direction its table names) and run the ordering checks on that direction.
 
 # %%
-def load_model(name):
-    d = load_tabular(name)
-    if d.task == "regression":
-        model = LinearRegression(d.X, d.y, device=dev)
-        pm, pc = linear_regression_posterior(d.X, d.y)
-    else:
-        model = LogisticRegression(d.with_bias(), d.y, device=dev)
-        pm, pc = laplace_posterior(model)
-    return d, model, pm, pc
-
-
 def table_row(name):
-    d, model, pm, pc = load_model(name)
-    params = dict(name=name, S=S, n_chains=n_chains, n_steps=n_steps, thin=thin, sgld_scale=sgld_scale,
-                  bbvi_steps=bbvi_steps, seed=seed)
-    res = cached("constant_sgd_table1", params, lambda: compare_samplers(
-        model, pm, pc, S=S, n_chains=n_chains, n_steps=n_steps, thin=thin, sgld_scale=sgld_scale,
-        bbvi_steps=bbvi_steps, seed=seed))
+    d, model, _, _ = X.load_problem(name, device=dev)
+    res = cached(X.table1, name=name, S=S, n_chains=n_chains, n_steps=n_steps, thin=thin, sgld_scale=sgld_scale,
+                 bbvi_steps=bbvi_steps, seed=seed, device=str(dev))
     return d, model, res
 
 
@@ -345,25 +303,9 @@ print(f"relative Frobenius error of the Lyapunov prediction: {rel:.3f} "
 A_reg, C_reg = res_reg["A"], res_reg["C"]
 eps_star = th.optimal_learning_rate(C_reg, N=model_reg.N, S=S)
 eps_lim = th.stability_limit(A_reg)
-grid = np.geomspace(eps_star / 4, min(4 * eps_star, 0.9 * eps_lim), sweep_points)
-
-
-def sweep():
-    eps_vec = np.repeat(grid, sweep_chains)
-    rng = np.random.default_rng(seed)
-    init = np.concatenate([rng.multivariate_normal(pm, th.lyapunov_covariance(A_reg, C_reg, eps=e, S=S),
-                                                   size=sweep_chains) for e in grid])
-    r = run_chains(model_reg, sgd(eps_vec, S), n_chains=eps_vec.size, n_steps=n_steps, burn_in=n_steps // 3,
-                   thin=thin, init=init, seed=seed + 100, A=A_reg, on_divergence="mark")
-    covs = r.group_cov(sweep_points)
-    means = r.samples.double().reshape(r.samples.shape[0], sweep_points, sweep_chains, -1).mean((0, 2)).numpy()
-    return {"covs": covs, "means": means, "steps": n_steps}
-
-
-sw = cached("constant_sgd_sweep", dict(reg=reg, S=S, grid=grid, chains=sweep_chains, n_steps=n_steps, thin=thin,
-                                       seed=seed), sweep)
-kl_emp = [th.gaussian_kl(mu, c, pm, pc) for mu, c in zip(sw["means"], sw["covs"])]
-kl_pred = [th.kl_to_posterior(th.lyapunov_covariance(A_reg, C_reg, eps=e, S=S), A_reg, N=model_reg.N) for e in grid]
+sw = cached(X.eps_sweep, name=reg, S=S, points=sweep_points, chains=sweep_chains, n_steps=n_steps, thin=thin,
+            seed=seed, device=str(dev))
+grid, kl_emp, kl_pred = sw["eps"], sw["kl_emp"], sw["kl_pred"]
 fig = P.eps_sweep_figure(grid, kl_emp, kl_pred, eps_star, eps_limit=eps_lim, title=f"{reg}, S = {S}")
 best = grid[int(np.nanargmin(kl_emp))]
 results.record(CH, f"eps_sweep_argmin_over_eps_star_{reg}", best / eps_star, paper=1.0, profile=profile,
@@ -378,30 +320,11 @@ print(f"ε* = {eps_star:.4g}, stability limit 2/λ_max(A) = {eps_lim:.4g}, empir
 # $\varepsilon/(\mu S)$), and plain SGD at $2\varepsilon^*$ with $2S$.
 
 # %%
-def momentum_check():
-    init = np.random.default_rng(seed).multivariate_normal(pm, th.lyapunov_covariance(A_reg, C_reg, eps=eps_star, S=S),
-                                                           size=n_chains)
-    out = {}
-    for key, smp in (("sgd", sgd(eps_star, S)), ("momentum", momentum_sgd(momentum_mu * eps_star, momentum_mu, S)),
-                     ("sgd_2S", sgd(2 * eps_star, 2 * S))):
-        r = run_chains(model_reg, smp, n_chains=n_chains, n_steps=n_steps, burn_in=n_steps // 3, thin=thin,
-                       init=init, seed=seed + 200, A=A_reg)
-        out[key] = r.cov()
-    return out
-
-
-mom = cached("constant_sgd_momentum", dict(reg=reg, S=S, mu=momentum_mu, n_chains=n_chains, n_steps=n_steps,
-                                           thin=thin, seed=seed), momentum_check)
-pred = th.lyapunov_covariance(A_reg, C_reg, eps=eps_star, S=S)
-mrows = []
-for key, c in mom.items():
-    e = np.linalg.norm(c - mom["sgd"]) / np.linalg.norm(mom["sgd"])
-    mrows.append({"run": key, "Tr Σ": np.trace(c), "‖Σ − Σ_sgd‖/‖Σ_sgd‖": e,
-                  "‖Σ − Σ_Lyapunov‖/‖Σ_Lyapunov‖": np.linalg.norm(c - pred) / np.linalg.norm(pred)})
-display(pd.DataFrame(mrows).set_index("run").style.format("{:.3g}"))
-results.record(CH, f"momentum_vs_sgd_rel_diff_{reg}", mrows[1]["‖Σ − Σ_sgd‖/‖Σ_sgd‖"], profile=profile,
+mt = cached(X.momentum_check, name=reg, S=S, mu=momentum_mu, n_chains=n_chains, n_steps=n_steps, thin=thin,
+            seed=seed, device=str(dev))
+display(mt.style.format("{:.3g}"))
+results.record(CH, f"momentum_vs_sgd_rel_diff_{reg}", float(mt.loc["momentum", "‖Σ − Σ_sgd‖/‖Σ_sgd‖"]), profile=profile,
                description=f"relative difference of stationary covariances, momentum (μ={momentum_mu}, ε=με*) vs SGD ε*")
-
 # %% [markdown]
 # ## How good is the Laplace reference? A NUTS check
 #
@@ -412,16 +335,11 @@ results.record(CH, f"momentum_vs_sgd_rel_diff_{reg}", mrows[1]["‖Σ − Σ_sgd
 clf = next((n for n in datasets if n in runs and runs[n][0].task != "regression"), None)
 if clf is not None:
     d_c, model_c, res_c = runs[clf]
-    draws = cached("constant_sgd_nuts", dict(name=clf, n=nuts_samples, w=nuts_warmup, seed=seed),
-                   lambda: run_nuts(model_c, num_samples=nuts_samples, warmup=nuts_warmup, seed=seed))
-    lm, lc = res_c["post_mean"], res_c["post_cov"]
-    nm, nc = draws.mean(0), np.cov(draws.T)
-    z = np.abs(nm - lm) / np.sqrt(np.diag(lc))
-    sd_ratio = np.sqrt(np.diag(nc) / np.diag(lc))
-    kl_ln = th.gaussian_kl(lm, lc, nm, nc)
-    print(f"{clf}: max |mean_NUTS − mode| / sd_Laplace = {z.max():.3f}; sd ratio NUTS/Laplace in "
-          f"[{sd_ratio.min():.3f}, {sd_ratio.max():.3f}]; KL(Laplace ‖ NUTS Gaussian fit) = {kl_ln:.3f} nats "
-          f"({nuts_samples} draws: Monte-Carlo error of that KL ≈ D²/(4·n) = {d_c.D**2 / (4 * nuts_samples):.3f})")
+    nv = cached(X.laplace_vs_nuts, name=clf, n_samples=nuts_samples, warmup=nuts_warmup, seed=seed, device=str(dev))
+    kl_ln = nv["kl"]
+    print(f"{clf}: max |mean_NUTS − mode| / sd_Laplace = {nv['max_z_mean']:.3f}; sd ratio NUTS/Laplace in "
+          f"[{nv['sd_ratio_min']:.3f}, {nv['sd_ratio_max']:.3f}]; KL(Laplace ‖ NUTS Gaussian fit) = {kl_ln:.3f} nats "
+          f"({nuts_samples} draws: Monte-Carlo error of that KL ≈ D²/(4·n) = {nv['kl_mc_error']:.3f})")
     results.record(CH, f"laplace_vs_nuts_kl_{clf}", kl_ln, profile=profile, unit="nats",
                    description="KL(Laplace ‖ Gaussian fit to NUTS draws), logistic regression")
 
@@ -447,52 +365,12 @@ if clf is not None:
 # stability limit here. We run the VEM at two learning rates, the draft's $1/\lambda_{\max}$ and $1/(8\lambda_{\max})$.
 
 # %%
-def vem_experiment(Xtr, ytr, Xva, yva, name):
-    K = int(max(ytr.max(), yva.max()) + 1)
-    model = SoftmaxRegression(Xtr, ytr, n_classes=K, prior_precision=1.0, device=dev)
-    mode = map_estimate(model)
-    lmax = max_curvature(model, mode)
-    vem_runs = []
-    for f in vem_eps_factors:
-        model.prior_precision = 1.0
-        r = vem_prior_precision(model, eps=f / lmax, S=S, n_chains=vem_chains, n_steps=vem_steps, init=mode,
-                                seed=seed)
-        vem_runs.append({"eps": f / lmax, "factor": f, "lam": r.prior_precision, "m_step": r.m_step(),
-                         "trace": r.trace})
-    model.prior_precision = 1.0
-    q = bbvi(model, family="meanfield", n_steps=vem_bbvi_steps, lr=0.1, n_mc=4, init=mode,
-             learn_prior_precision=True, seed=seed)
-    scan = prior_precision_scan(Xtr, ytr, Xva, yva, vem_lambdas, n_classes=K, eps=vem_runs[-1]["eps"], S=S,
-                                device=dev)
-    return {"name": name, "N": model.N, "P": model.P, "lambdas": scan.lambdas, "scores": scan.val_loglik,
-            "lam_val": scan.best_validation, "vem": vem_runs, "lam_bbvi": float(q.prior_precision[-1]),
-            "bbvi_trace": q.prior_precision, "maps": {k: scan.m_step(k) for k in ("laplace", "meanfield", "map", "sgd")},
-            "fixed": {k: scan.fixed_point(k) for k in ("laplace", "meanfield", "map", "sgd")}}
-
-
-dg = load_tabular("digits")
-perm = np.random.default_rng(seed).permutation(dg.N)
-ntr = int(0.67 * dg.N)
-Xd = dg.with_bias()
-vem_key = dict(steps=vem_steps, chains=vem_chains, b=vem_bbvi_steps, lams=vem_lambdas, S=S, eps=vem_eps_factors,
-               seed=seed)
-vem_rows = [cached("constant_sgd_vem", dict(name="digits", **vem_key),
-                   lambda: vem_experiment(Xd[perm[:ntr]], dg.y[perm[:ntr]], Xd[perm[ntr:]], dg.y[perm[ntr:]],
-                                          "sklearn digits (8×8)"))]
+vem_kw = dict(eps_factors=vem_eps_factors, S=S, n_chains=vem_chains, n_steps=vem_steps, bbvi_steps=vem_bbvi_steps,
+              lambdas=vem_lambdas, seed=seed, device=str(dev))
+vem_rows = [cached(X.digits_vem, **vem_kw)]
 if mnist_n_train > 0:
-    from sgdbayes.data.mnist import load_mnist_subset
-    mn = load_mnist_subset(mnist_n_train, mnist_n_test, seed=seed, binarize=False, downsample=mnist_downsample)
-    xtr = mn.x_train.reshape(mnist_n_train, -1).double().numpy()
-    xte = mn.x_test.reshape(mnist_n_test, -1).double().numpy()
-    keep = xtr.std(0) > 0
-    mu_, sd_ = xtr[:, keep].mean(0), xtr[:, keep].std(0)
-    xtr = np.column_stack([(xtr[:, keep] - mu_) / sd_, np.ones(len(xtr))])
-    xte = np.column_stack([(xte[:, keep] - mu_) / sd_, np.ones(len(xte))])
-    side = 28 // mnist_downsample
-    vem_rows.append(cached("constant_sgd_vem", dict(name="mnist", n=mnist_n_train, m=mnist_n_test,
-                                                    ds=mnist_downsample, **vem_key),
-                           lambda: vem_experiment(xtr, mn.y_train.numpy(), xte, mn.y_test.numpy(),
-                                                  f"MNIST subset ({mnist_n_train} train, {side}×{side})")))
+    vem_rows.append(cached(X.mnist_vem, n_train=mnist_n_train, n_test=mnist_n_test, downsample=mnist_downsample,
+                           **vem_kw))
 fig = P.vem_figure(vem_rows)
 vem_table = []
 for r in vem_rows:

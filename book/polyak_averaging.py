@@ -54,18 +54,19 @@ nuts_samples = 150
 # %%
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
-import scipy.linalg
-import torch
 
-from sgdbayes import averaging as av
-from sgdbayes import cache, plots, results
+from sgdbayes import plots, results
 from sgdbayes.device import get_device
-from sgdbayes.ou.theory import lyapunov_covariance, stability_limit
+from sgdbayes.experiments import polyak_averaging as X
+from sgdbayes.experiments.constant_sgd import cached
+from sgdbayes.ou import averaging as av
+from sgdbayes.ou import iasg
+from sgdbayes.ou.diagnostics import relative_error
+from sgdbayes.ou.theory import linreg_sgd_covariance, sgld_covariance_parts, stability_limit
 from sgdbayes.plots import polyak_averaging as pplots
-from sgdbayes.seed import spawn_seeds
 from sgdbayes.widgets import polyak_averaging as pwidget
 
 plots.book_style()
@@ -97,23 +98,8 @@ A = np.array([[1.0, 0.3], [0.3, 0.5]])
 C = np.array([[1.0, -0.2], [-0.2, 0.6]])
 limit = stability_limit(A)
 print(f"λ(A) = {np.linalg.eigvalsh(A).round(4)}, stability limit 2/λ_max = {limit:.4f}")
-
-def se_cov(cov, n):
-    return np.sqrt((cov**2 + np.outer(np.diag(cov), np.diag(cov))) / (n - 1))
-
-def run_grid():
-    out = {}
-    seeds = iter(spawn_seeds(seed, 64))
-    configs = [(e, s, None) for e in ou_eps for s in ou_S] + [(ou_eps[1], ou_S[1], "diag")]
-    for e, s, h in configs:
-        H = np.array([2.0, 0.5]) if h == "diag" else None
-        T = max(1, ou_TS // s)
-        r = av.simulate_ou_average(A, C, eps=e, T=T, S=s, H=H, n_chains=ou_chains, lag=min(5, T - 1),
-                                   seed=next(seeds), device=dev)
-        out[(e, s, h)] = dict(T=T, avg=r.cov("means"), raw=r.cov("last"), lag=r.lag_cov(), lagk=r.lag)
-    return out
-
-grid = cache.cached("ch4_ou_grid", dict(A=A, C=C, eps=ou_eps, S=ou_S, TS=ou_TS, n=ou_chains, seed=seed), run_grid)
+grid = cached(X.ou_grid, A=A, C=C, eps_list=ou_eps, S_list=ou_S, TS=ou_TS, n_chains=ou_chains, seed=seed,
+              device=str(dev))
 
 # %% [markdown]
 # ### Step 1 — SGD near the optimum is a linear recursion, and its stationary covariance solves a Lyapunov equation
@@ -132,17 +118,7 @@ grid = cache.cached("ch4_ou_grid", dict(A=A, C=C, eps=ou_eps, S=ou_S, TS=ou_TS, 
 # discrete-time Lyapunov solution, for every $(\varepsilon, S)$.
 
 # %%
-rows = []
-for (e, s, h), g in grid.items():
-    H = np.array([2.0, 0.5]) if h == "diag" else None
-    cont = lyapunov_covariance(A, C, eps=e, S=s, H=H)
-    disc = lyapunov_covariance(A, C, eps=e, S=s, H=H, discrete=True)
-    z = np.abs(g["raw"] - disc) / se_cov(disc, ou_chains)
-    rows.append(dict(eps=e, S=s, H=h or "I", tr_raw=np.trace(g["raw"]), tr_lyap=np.trace(cont),
-                     tr_discrete=np.trace(disc), rel_err_vs_lyap=av.relative_error(g["raw"], cont),
-                     max_z_vs_discrete=z.max()))
-step1 = pd.DataFrame(rows)
-step1.round(5)
+X.lyapunov_check(A, C, grid, ou_chains).round(5)
 
 # %% [markdown]
 # The raw covariance matches the exact discrete solution within Monte-Carlo error (|z| small) for every configuration;
@@ -156,18 +132,7 @@ step1.round(5)
 # (discrete: $(I-\varepsilon A')^k\Sigma_d$ exactly). **Check** at lag $k$:
 
 # %%
-rows = []
-for (e, s, h), g in grid.items():
-    H = np.array([2.0, 0.5]) if h == "diag" else None
-    Ap = (np.diag(H) if H is not None else np.eye(2)) @ A
-    k = g["lagk"]
-    disc = lyapunov_covariance(A, C, eps=e, S=s, H=H, discrete=True)
-    want_d = np.linalg.matrix_power(np.eye(2) - e * Ap, k) @ disc
-    want_c = scipy.linalg.expm(-e * Ap * k) @ lyapunov_covariance(A, C, eps=e, S=s, H=H)
-    se = np.sqrt((np.outer(np.diag(disc), np.diag(disc)) + want_d**2) / ou_chains)
-    rows.append(dict(eps=e, S=s, H=h or "I", lag=k, max_z_vs_exact=(np.abs(g["lag"] - want_d) / se).max(),
-                     rel_err_vs_OU=av.relative_error(g["lag"], want_c)))
-pd.DataFrame(rows).round(4)
+X.lag_check(A, C, grid, ou_chains).round(4)
 
 # %% [markdown]
 # ### Step 3 — the covariance of the average is a double integral of the autocovariance
@@ -186,17 +151,9 @@ pd.DataFrame(rows).round(4)
 # to $\varepsilon$):
 
 # %%
-e3, T3 = 0.3, 12
-Sd3 = lyapunov_covariance(A, C, eps=e3, discrete=True)
-M3 = np.eye(2) - e3 * A
-naive = sum(np.linalg.matrix_power(M3, t - u) @ Sd3 if t >= u else Sd3 @ np.linalg.matrix_power(M3, u - t).T
-            for t in range(T3) for u in range(T3)) / T3**2
-print(f"‖exact closed form − naive double sum‖/‖·‖ = "
-      f"{av.relative_error(av.averaged_covariance_exact(A, C, eps=e3, T=T3), naive):.1e}  (T={T3}, ε={e3})")
-for e in [0.3, 0.03, 0.003]:
-    T = int(30 / e)
-    print(f"ε={e:<6g} T={T:<6d} ‖OU form (2) − exact discrete‖/‖·‖ = "
-          f"{av.relative_error(av.averaged_covariance_ou(A, C, eps=e, T=T), av.averaged_covariance_exact(A, C, eps=e, T=T)):.1e}")
+ds = X.double_sum_check(A, C)
+print(f"‖exact closed form − naive double sum‖/‖·‖ = {ds['closed_vs_naive']:.1e}  (T={ds['T']}, ε={ds['eps']})")
+print("‖OU form (2) − exact discrete‖/‖·‖ at εT = 30:", {e: f"{v:.1e}" for e, v in ds["ou_vs_exact"].items()})
 
 # %% [markdown]
 # ### Step 4 — for long windows only the first term survives (A5)
@@ -208,14 +165,7 @@ for e in [0.3, 0.03, 0.003]:
 # **Check:** the relative size of the dropped term, $\|(2) - (3)\|/\|(3)\|$, against $1/(\varepsilon T\lambda_{\min})$:
 
 # %%
-rows = []
-for x in [1, 3, 10, 30, 100]:
-    e = 0.1
-    T = int(np.ceil(x / (e * np.linalg.eigvalsh(A)[0])))
-    full, lead = av.averaged_covariance_ou(A, C, eps=e, T=T), av.averaged_covariance_ou(A, C, eps=e, T=T, leading=True)
-    rows.append(dict(eps_T_lam_min=e * T * np.linalg.eigvalsh(A)[0], dropped_term=av.relative_error(full, lead),
-                     one_over_eps_T_lam_min=1 / (e * T * np.linalg.eigvalsh(A)[0])))
-pd.DataFrame(rows).round(4)
+X.leading_term_check(A, C).round(4)
 
 # %% [markdown]
 # ### Step 5 — substitute the Lyapunov equation
@@ -231,29 +181,10 @@ pd.DataFrame(rows).round(4)
 # for all of them, even though the raw covariances differ by orders of magnitude.
 
 # %%
-theory_TS = av.averaged_covariance_theory(A, C, T=1, S=1)      # A⁻¹CA⁻ᵀ
-rows, scal, errs = [], [], []
-for (e, s, h), g in grid.items():
-    H = np.array([2.0, 0.5]) if h == "diag" else None
-    T = g["T"]
-    exact = av.averaged_covariance_exact(A, C, eps=e, T=T, S=s, H=H)
-    lab = f"ε={e:g}, S={s}" + (", H=diag" if h else "")
-    se = se_cov(exact, ou_chains) * T * s
-    for (i, j), name in [((0, 0), "(1,1)"), ((0, 1), "(1,2)"), ((1, 1), "(2,2)")]:
-        rows.append(dict(config=lab, entry=name, measured=g["avg"][i, j] * T * s, se=se[i, j],
-                         exact=exact[i, j] * T * s, theory=theory_TS[i, j]))
-    err = av.relative_error(g["avg"] * T * s, theory_TS)
-    lam_min = np.linalg.eigvals((np.diag(H) if H is not None else np.eye(2)) @ A).real.min()
-    errs.append(dict(config=lab, T=T, eps_T_lam_min=e * T * lam_min, rel_err_measured=err,
-                     rel_err_exact=av.relative_error(exact * T * s, theory_TS),
-                     mc_rel_se=np.linalg.norm(se) / np.linalg.norm(theory_TS),
-                     max_z_vs_exact=float((np.abs(g["avg"] - exact) * T * s / se).max())))
-    scal += [dict(config=lab, kind="raw iterates Σ", value=np.trace(g["raw"])),
-             dict(config=lab, kind="average μ_T", value=np.trace(g["avg"]))]
-indep = pd.DataFrame(rows)
-fig = pplots.plot_independence(indep)
+ind = X.independence_check(A, C, grid, ou_chains)
+fig = pplots.plot_independence(ind["entries"])
 plt.show()
-errs = pd.DataFrame(errs)
+errs = ind["errors"]
 errs.round(4)
 
 # %% [markdown]
@@ -266,22 +197,19 @@ errs.round(4)
 # Monte-Carlo error (`mc_rel_se`) is left. Meanwhile the raw iterates' covariance varies with $\varepsilon/S$:
 
 # %%
-fig = pplots.plot_scaling(pd.DataFrame(scal))
+fig = pplots.plot_scaling(ind["scaling"])
 plt.show()
-long = errs[errs["eps_T_lam_min"] >= 30]
-worst = float(long["rel_err_measured"].max()) if len(long) else float("nan")
+long = errs[errs["εTλ_min"] >= 30]
+worst = float(long["relative error, chains"].max()) if len(long) else float("nan")
 results.record(CH, "ou_avg_cov_rel_error_max", worst, profile=profile,
                paper="Cov(μ_T) ≈ A⁻¹BBᵀA⁻ᵀ/(TS), independent of ε, S and H (§6, text)",
                description=f"max over the {len(long)} of {len(errs)} (ε, S, H) configs with εTλ_min ≥ 30 (assumption "
                            f"A5; dropped finite-T term ≲ 2/(εTλ_min) ≤ 0.07) of ‖TS·Cov(μ_T) − A⁻¹CA⁻ᵀ‖_F/‖A⁻¹CA⁻ᵀ‖_F, TS={ou_TS}, {ou_chains} chains each; "
-                           f"Monte-Carlo error alone ≈ {long['mc_rel_se'].max() if len(long) else float('nan'):.3f}")
-results.record(CH, "ou_avg_cov_max_z_vs_exact", float(errs["max_z_vs_exact"].max()), profile=profile,
+                           f"Monte-Carlo error alone ≈ {long['Monte-Carlo relative error'].max() if len(long) else float('nan'):.3f}")
+results.record(CH, "ou_avg_cov_max_z_vs_exact", float(errs["max |z| vs exact"].max()), profile=profile,
                paper="(no paper number: the exact finite-T discrete-time covariance is this book's)",
                description=f"largest |measured − exact| / standard error over all {len(errs)} configs and 3 matrix "
                            f"entries (≈ 2.5–3 expected for {3 * len(errs)} Gaussian z-scores)")
-print(f"configs with εTλ_min ≥ 30: worst relative error {worst:.3f} (Monte-Carlo error ≈ "
-      f"{long['mc_rel_se'].max() if len(long) else float('nan'):.3f}); all configs: max |z| vs exact "
-      f"{errs['max_z_vs_exact'].max():.2f}")
 
 # %% [markdown]
 # ### Step 6 — why this is optimal
@@ -304,22 +232,11 @@ print(f"configs with εTλ_min ≥ 30: worst relative error {worst:.3f} (Monte-C
 # %%
 T_grid = np.unique(np.logspace(0, 4, 60).astype(int))
 fracs = [0.02, 0.2, 0.9, 0.995]
-def run_break():
-    pts = {}
-    seeds = iter(spawn_seeds(seed + 1, 64))
-    for f in fracs:
-        e = f * limit
-        pts[f] = [(T, av.relative_error(av.simulate_ou_average(A, C, eps=e, T=T, n_chains=ou_chains, seed=next(seeds),
-                                                                device=dev).cov(), av.averaged_covariance_theory(A, C, T=T)))
-                  for T in ou_break_T]
-    return pts
-bpts = cache.cached("ch4_ou_break", dict(A=A, C=C, f=fracs, T=ou_break_T, n=ou_chains, seed=seed), run_break)
-curves, points = {}, {}
-for f in fracs:
-    e = f * limit
-    lab = f"ε = {f:g} × 2/λ_max"
-    curves[lab] = [av.relative_error(av.averaged_covariance_exact(A, C, eps=e, T=int(T)), av.averaged_covariance_theory(A, C, T=int(T))) for T in T_grid]
-    points[lab] = tuple(np.array(bpts[f]).T)
+bpts = cached(X.breakdown, A=A, C=C, fractions=fracs, T_list=ou_break_T, n_chains=ou_chains, seed=seed + 1,
+              device=str(dev))
+bcurves = X.breakdown_curves(A, C, fractions=fracs, T_grid=T_grid)
+curves = {f"ε = {f:g} × 2/λ_max": bcurves[f] for f in fracs}
+points = {f"ε = {f:g} × 2/λ_max": tuple(np.array(bpts[f]).T) for f in fracs}
 fig = pplots.plot_breakdown(T_grid, curves, points, mc_floor=np.sqrt(3.0 / ou_chains))
 plt.show()
 
@@ -363,27 +280,7 @@ explorer
 # along $\lambda_{\min}$ against $r(x_{\min})$ and against the bound.
 
 # %%
-S_w, T_w = 10, 100
-lam_toy = np.linalg.eigvalsh(A)
-def run_window_check():
-    rows = []
-    for x, sd in zip([1.0, 3.0, 10.0, 30.0], spawn_seeds(seed + 2, 4)):
-        e = x / (T_w * lam_toy[0])
-        r = av.simulate_ou_average(A, A, eps=e, T=T_w, S=S_w, n_chains=ou_chains, seed=sd, device=dev)
-        rows.append(dict(x_min=x, eps=e, cov=r.cov()))
-    return rows
-U_toy = np.linalg.eigh(A)[1][:, 0]
-rows = []
-for row in cache.cached("ch4_window_check", dict(A=A, n=ou_chains, seed=seed, S=S_w, T=T_w), run_window_check):
-    e = row["eps"]
-    target = U_toy @ np.linalg.inv(A) @ U_toy / (S_w * T_w)
-    measured = 1 - U_toy @ row["cov"] @ U_toy / target
-    formula5 = 1 - U_toy @ av.iasg_window_covariance(A, eps=e, T=T_w, S=S_w) @ U_toy / target
-    exact = 1 - U_toy @ av.averaged_covariance_exact(A, A, eps=e, T=T_w, S=S_w) @ U_toy / target
-    r_pred, bound = av.iasg_relative_error(A, eps=e, T=T_w)
-    rows.append(dict(x_min=row["x_min"], eps=e, shortfall_measured=measured, mc_se=np.sqrt(2 / (ou_chains - 1)) * (1 - r_pred),
-                     formula_5=formula5, r_eq6=r_pred, exact_discrete=exact, bound_eq6=bound))
-pd.DataFrame(rows).round(4)
+X.window_check(A, S=10, T=100, n_chains=ou_chains, seed=seed + 2, device=str(dev)).round(4)
 
 # %% [markdown]
 # The measured shortfall agrees with $r(x)$ of (6) within Monte-Carlo error (`mc_se`) and never exceeds the bound; the
@@ -398,15 +295,15 @@ pd.DataFrame(rows).round(4)
 # \approx I/\sigma^2$, all $\lambda \approx 1$, and the bias (6) of the paper's IASG setting follows:
 
 # %%
-prob = av.make_linear_regression(N, D, seed=seed, device=dev)
-Ah, Ch = prob.hessian, prob.gradient_noise_covariance()
-post_cov = prob.posterior_cov.cpu().numpy()
+prob = X.regression_problem(N, D, seed=seed, device=str(dev))
+Ah, Ch = prob.hessian(), prob.noise_covariance()
+mu, post_cov = prob.posterior()
 post_var = np.diag(post_cov)
 lam = np.linalg.eigvalsh(Ah)
-print(f"this run: N={N}, D={D}: λ(A) in [{lam[0]:.3f}, {lam[-1]:.3f}], ‖C − A‖/‖A‖ = {av.relative_error(Ch, Ah):.3f} "
+print(f"this run: N={N}, D={D}: λ(A) in [{lam[0]:.3f}, {lam[-1]:.3f}], ‖C − A‖/‖A‖ = {relative_error(Ch, Ah):.3f} "
       "(well specified up to sampling noise)")
-lam_paper = np.linalg.eigvalsh(av.make_linear_regression(10_000, D, seed=seed, device="cpu").hessian)[0]
-r_at_paper, b_at_paper = av.iasg_relative_error(np.diag([lam_paper, 1.0]), eps=0.003, T=10_000 // 10)
+lam_paper = np.linalg.eigvalsh(X.regression_problem(10_000, D, seed=seed).hessian())[0]
+r_at_paper, b_at_paper = iasg.iasg_relative_error(np.diag([lam_paper, 1.0]), eps=0.003, T=10_000 // 10)
 print(f"the paper's own setting (N=10,000, S=10, T=1000, ε=0.003, σ²=1): x_min = {0.003 * 1000 * lam_paper:.2f}, "
       f"predicted variance shortfall r = {r_at_paper:.3f} (bound {b_at_paper:.3f})")
 print("the same ε with σ² = 0.1 (λ ≈ 10) would give x ≈ 30 and r ≈ 3 %: the paper's claim needs σ² ≲ 0.1 or a larger ε")
@@ -416,15 +313,8 @@ results.record(CH, "iasg_variance_shortfall_paper_setting", r_at_paper, profile=
                            "assuming noise variance σ²=1 (unstated in the paper): predicted relative underestimate "
                            "of the posterior variance along λ_min")
 T_iasg = N // iasg_S
-eps_runs = {f"IASG ε={iasg_eps:g} (paper's εN/S)": iasg_eps}
-for bnd in iasg_bounds:
-    e = 1.0 / (bnd * T_iasg * lam[0])
-    eps_runs[f"IASG ε={e:.3g} (bound {bnd:.0%})"] = e
-rows = []
-for lab, e in eps_runs.items():
-    r_, b_ = av.iasg_relative_error(Ah, eps=e, T=T_iasg)
-    rows.append(dict(run=lab, eps=e, x_min=e * T_iasg * lam[0], r_eq6=r_, bound=b_, raw_over_posterior=e * N / (2 * iasg_S)))
-pd.DataFrame(rows).round(4)
+eps_runs = X.iasg_settings(prob, S=iasg_S, eps=iasg_eps, bounds=iasg_bounds)
+X.iasg_settings_table(prob, eps_runs, S=iasg_S).round(4)
 
 # %% [markdown]
 # The default profile has $N$ smaller than the paper's, so we keep the paper's $\varepsilon N/S$ (which sets $x$ and
@@ -436,44 +326,33 @@ pd.DataFrame(rows).round(4)
 # $\varepsilon N$: $\varepsilon = 0.005$ at $N = 10^4$).
 
 # %%
-r_fig3, b_fig3 = av.iasg_relative_error(Ah, eps=fig3_eps, T=N)
-def run_fig3():
-    r = av.iasg_sample(prob, eps=fig3_eps, S=1, T=N, n_samples=fig3_windows, n_chains=fig3_chains, init="map",
-                       burn_in=int(5 / (fig3_eps * lam[0])), raw_every=max(1, N // 20), seed=seed + 3)
-    return dict(samples=r.samples.cpu(), raw=r.raw.cpu(), raw_cov=r.raw_cov)
-f3 = cache.cached("ch4_fig3", dict(N=N, D=D, eps=fig3_eps, w=fig3_windows, c=fig3_chains, seed=seed), run_fig3)
-avg = f3["samples"].reshape(-1, D).numpy()
-avg_cov = np.cov(avg.T)
+f3 = cached(X.fig3, N=N, D=D, eps=fig3_eps, windows=fig3_windows, chains=fig3_chains, seed=seed, device=str(dev))
+s3 = X.fig3_summary(prob, f3, eps=fig3_eps)
 pl, U = np.linalg.eigh(post_cov)
-P = U[:, [0, -1]]                               # smallest and largest posterior principal directions
-mu = prob.posterior_mean.cpu().numpy()
-proj = lambda X: (X - mu) @ P
-covs = {"exact posterior": P.T @ post_cov @ P, "window averages": P.T @ avg_cov @ P,
-        "raw SGD iterates": P.T @ f3["raw_cov"] @ P}
-fig = pplots.plot_fig3(proj(f3["raw"].reshape(-1, D).numpy()), proj(avg), covs, unit=" (w units)")
+Pm = U[:, [0, -1]]                               # smallest and largest posterior principal directions
+covs = {"exact posterior": Pm.T @ post_cov @ Pm, "window averages": Pm.T @ s3["avg_cov"] @ Pm,
+        "raw SGD iterates": Pm.T @ f3.raw_cov @ Pm}
+fig = pplots.plot_fig3((f3.raw.reshape(-1, D) - mu) @ Pm, (f3.samples.reshape(-1, D) - mu) @ Pm, covs,
+                       unit=" (w units)")
 plt.show()
-err_avg = av.relative_error(avg_cov, post_cov)
-pred_avg = av.averaged_covariance_exact(Ah, Ch, eps=fig3_eps, T=N, S=1,
-                                        Sigma=av.linreg_sgd_covariance(prob, eps=fig3_eps, S=1))
-err_pred = av.relative_error(pred_avg, post_cov)
-ratio_raw = np.trace(f3["raw_cov"]) / np.trace(post_cov)
-ratio_raw_exact = np.trace(av.linreg_sgd_covariance(prob, eps=fig3_eps, S=1)) / np.trace(post_cov)
-n_avg = avg.shape[0]
-print(f"‖Cov(window means) − posterior‖/‖posterior‖ = {err_avg:.3f} from {n_avg} window means "
-      f"(MC error ≈ √((D+1)/n) = {np.sqrt((D + 1) / n_avg):.3f}; window bias (6) alone ≤ {r_fig3:.3f}; exact prediction "
-      f"with state-dependent noise {err_pred:.3f}; measured vs that prediction "
-      f"{av.relative_error(avg_cov, pred_avg):.3f}); "
-      f"raw SGD covariance / posterior (trace) = {ratio_raw:.1f} (constant-noise theory εN/(2S) = {fig3_eps * N / 2:.1f}, "
-      f"exact with state-dependent noise {ratio_raw_exact:.1f})")
+err_avg, ratio_raw = s3["err_avg"], s3["raw_over_posterior"]
+print(f"‖Cov(window means) − posterior‖/‖posterior‖ = {err_avg:.3f} from {s3['n_means']} window means "
+      f"(MC error ≈ √((D+1)/n) = {s3['mc_error']:.3f}; window bias (6) alone ≤ {s3['window_bias']:.3f}; exact "
+      f"prediction with state-dependent noise {s3['err_pred']:.3f}; measured vs that prediction "
+      f"{s3['err_vs_pred']:.3f}); raw SGD covariance / posterior (trace) = {ratio_raw:.1f} (constant-noise theory "
+      f"εN/(2S) = {s3['raw_over_posterior_ou']:.1f}, exact with state-dependent noise "
+      f"{s3['raw_over_posterior_exact']:.1f})")
 results.record(CH, "fig3_avg_cov_rel_error", err_avg, profile=profile,
                paper="averaged-iterate covariance ≈ posterior covariance (Fig. 3, visual)",
-               description=f"‖Cov(window means) − posterior‖_F/‖posterior‖_F, ε={fig3_eps}, S=1, T=N={N}, {n_avg} "
-                           f"means (Monte-Carlo error ≈ {np.sqrt((D + 1) / n_avg):.2f}; predicted {err_pred:.3f}: "
-                           f"window bias ≤ {r_fig3:.3f} plus state-dependent gradient noise)")
+               description=f"‖Cov(window means) − posterior‖_F/‖posterior‖_F, ε={fig3_eps}, S=1, T=N={N}, "
+                           f"{s3['n_means']} means (Monte-Carlo error ≈ {s3['mc_error']:.2f}; predicted "
+                           f"{s3['err_pred']:.3f}: window bias ≤ {s3['window_bias']:.3f} plus state-dependent "
+                           "gradient noise)")
 results.record(CH, "fig3_raw_over_posterior_trace", ratio_raw, profile=profile,
                paper="raw SGD covariance differs from the posterior (Fig. 3, visual)",
-               description=f"tr Cov(raw SGD iterates) / tr posterior covariance; theory εN/(2S) = {fig3_eps * N / 2:.1f} "
-                           f"(constant noise), {ratio_raw_exact:.1f} (exact, state-dependent noise)")
+               description=f"tr Cov(raw SGD iterates) / tr posterior covariance; theory εN/(2S) = "
+                           f"{s3['raw_over_posterior_ou']:.1f} (constant noise), {s3['raw_over_posterior_exact']:.1f} "
+                           "(exact, state-dependent noise)")
 
 # %% [markdown]
 # The raw iterates spread $\approx\varepsilon N/(2S)$ times wider than the posterior; the window averages shrink onto
@@ -504,51 +383,19 @@ results.record(CH, "fig3_raw_over_posterior_trace", ratio_raw, profile=profile,
 
 # %%
 dist0 = float(np.sqrt(np.mean(1.0 + mu**2) / np.mean(post_var)))   # prior draw → posterior mean, in posterior sds
-for lab, e in eps_runs.items():
-    left = np.exp(-e * T_iasg * lam[0] * burn_in_passes)
-    print(f"{lab}: after {burn_in_passes} passes the transient is {left:.1e} of the start "
-          f"(≈ {left * dist0:.2g} posterior sd from a random start)")
-sgld_eps = av.sgld_steps(burn_in_passes * T_iasg, a=sgld_a, b=sgld_b, gamma=sgld_gamma)
-print(f"SGLD: relaxation rate ε_t Nλ_min/2 ≥ {sgld_eps[-1] * N * lam[0] / 2:.3f} per step over "
-      f"{burn_in_passes * T_iasg} burn-in steps")
+print({lab: f"{np.exp(-e * T_iasg * lam[0] * burn_in_passes):.1e}" for lab, e in eps_runs.items()},
+      f"(× {dist0:.0f} posterior sd from a random start)")
 
 # %%
-coords = {"smallest": int(np.argmin(post_var)), "largest": int(np.argmax(post_var))}
+coords = X.coordinates(prob)
 cidx = list(coords.values())
-def run_samplers(init):
-    s = spawn_seeds(seed + (0 if init == "map" else 100), len(eps_runs) + 2)
-    out = {}
-    for (lab, e), sd in zip(eps_runs.items(), s):
-        r = av.iasg_sample(prob, eps=e, S=iasg_S, n_samples=n_passes - burn_in_passes, n_chains=n_chains, init=init,
-                           burn_in=burn_in_passes * T_iasg, seed=sd)
-        out[lab] = av.iasg_variance_trace(r, N)
-    out["SGLD ε_t = a/√(b+t)"] = av.sgld_sample(prob, S=iasg_S, n_passes=n_passes, a=sgld_a, b=sgld_b,
-                                                gamma=sgld_gamma, burn_in_passes=burn_in_passes, n_chains=n_chains,
-                                                init=init, seed=s[-2])
-    out["NUTS (Pyro)"] = av.nuts_sample(prob, n_samples=nuts_samples, warmup=nuts_warmup, n_chains=nuts_chains,
-                                        init=init, seed=s[-1])
-    return out
-params = dict(N=N, D=D, S=iasg_S, eps=list(eps_runs.values()), sgld=[sgld_a, sgld_b, sgld_gamma], p=n_passes,
-              b=burn_in_passes, c=n_chains, nuts=[nuts_chains, nuts_warmup, nuts_samples], seed=seed)
-t0 = time.time()
-traces = {init: cache.cached(f"ch4_samplers_{init}", dict(params, init=init), lambda: run_samplers(init))
-          for init in ("map", "random")}
-print(f"samplers: {time.time() - t0:.1f} s")
-
-# theory for each trace: IASG — E[s²_m] of m correlated stationary windows (exact: discrete time, state-dependent
-# noise); SGLD — quasi-static running variance Σ_0 + mean(ε_t) E over the iterates kept so far
-pred = {}
-for lab, e in eps_runs.items():
-    tr = traces["map"][lab]
-    Es = av.expected_window_variance(Ah, Ch, eps=e, T=T_iasg, S=iasg_S, m=np.arange(2, tr.var.shape[0] + 2),
-                                     Sigma=av.linreg_sgd_covariance(prob, eps=e, S=iasg_S))
-    pred[lab] = (tr.passes, Es[:, cidx, cidx] / post_var[cidx])
-S0, E_sgld = av.sgld_covariance_parts(Ah, Ch, N=N, S=iasg_S)
-steps_all = av.sgld_steps(n_passes * T_iasg, a=sgld_a, b=sgld_b, gamma=sgld_gamma)[burn_in_passes * T_iasg:]
-mean_eps = (np.cumsum(steps_all) / np.arange(1, steps_all.size + 1))[T_iasg - 1::T_iasg]
-lab_sgld = "SGLD ε_t = a/√(b+t)"
-pred[lab_sgld] = (traces["map"][lab_sgld].passes,
-                  (np.diag(S0)[cidx] + mean_eps[:, None] * np.diag(E_sgld)[cidx]) / post_var[cidx])
+tkw = dict(N=N, D=D, S=iasg_S, eps_runs=eps_runs, n_passes=n_passes, burn_in_passes=burn_in_passes,
+           n_chains=n_chains, sgld_a=sgld_a, sgld_b=sgld_b, sgld_gamma=sgld_gamma, nuts_chains=nuts_chains,
+           nuts_warmup=nuts_warmup, nuts_samples=nuts_samples, seed=seed, device=str(dev))
+traces = {"map": cached(X.variance_traces, init="mode", **tkw), "random": cached(X.variance_traces, init="prior", **tkw)}
+pred = X.theory_lines(prob, traces["map"], eps_runs, S=iasg_S, n_passes=n_passes, burn_in_passes=burn_in_passes,
+                      sgld_a=sgld_a, sgld_b=sgld_b, sgld_gamma=sgld_gamma)
+lab_sgld = X.SGLD_LABEL
 for init, fig_no in (("map", 4), ("random", 5)):
     fig = pplots.plot_variance_traces(traces[init], post_var, coords, predictions=pred,
                                       title=f"Fig. {fig_no}: chains started at {'the MAP' if init == 'map' else 'a prior draw'}")
@@ -560,23 +407,13 @@ for init, fig_no in (("map", 4), ("random", 5)):
 # passes are correlated, so |z| averaged over them is a rough guide, ≈ 0.8 if the theory is right):
 
 # %%
-rows = []
-for init, tr_all in traces.items():
-    for lab, (p, r) in pred.items():
-        v = tr_all[lab].var[:, :, cidx] / post_var[cidx]
-        half = slice(v.shape[0] // 2, None)
-        se = v[half].std(1) / np.sqrt(v.shape[1])
-        z = (v[half].mean(1) - r[half]) / se
-        rows.append(dict(init=init, run=lab, final_measured_smallest=v[-1, :, 0].mean(),
-                         final_theory_smallest=r[-1, 0], final_measured_largest=v[-1, :, 1].mean(),
-                         final_theory_largest=r[-1, 1], mean_abs_z_last_half=np.abs(z).mean()))
-theory_check = pd.DataFrame(rows)
+theory_check = X.theory_check(prob, traces, pred)
 for lab, tag in [(next(iter(eps_runs)), "iasg_paper_eps"), (lab_sgld, "sgld")]:
-    row = theory_check[(theory_check["init"] == "map") & (theory_check["run"] == lab)].iloc[0]
-    results.record(CH, f"{tag}_final_variance_ratio", float(row["final_measured_smallest"]), profile=profile,
+    row = theory_check[(theory_check["start"] == "map") & (theory_check["run"] == lab)].iloc[0]
+    results.record(CH, f"{tag}_final_variance_ratio", float(row["final, smallest (chains)"]), profile=profile,
                    paper="≈ 1 for IASG; SGLD slower to converge (Figs. 4–5, visual)",
                    description=f"{lab} from the MAP, after {n_passes} passes: chain-averaged estimate / exact posterior "
-                               f"variance, smallest-variance coordinate; theory {row['final_theory_smallest']:.3f}")
+                               f"variance, smallest-variance coordinate; theory {row['final, smallest (theory)']:.3f}")
 theory_check.round(3)
 
 # %% [markdown]
@@ -591,20 +428,7 @@ theory_check.round(3)
 # lag-one correlation), at $m = 2$ and at the end of the run:
 
 # %%
-rows = []
-for lab, e in eps_runs.items():
-    M = traces["map"][lab].var.shape[0] + 1
-    Sig = av.linreg_sgd_covariance(prob, eps=e, S=iasg_S)
-    G = av.window_autocovariance(Ah, Ch, eps=e, T=T_iasg, S=iasg_S, max_lag=1, Sigma=Sig)
-    G_const = av.window_autocovariance(Ah, Ch, eps=e, T=T_iasg, S=iasg_S, max_lag=0)
-    Es = av.expected_window_variance(Ah, Ch, eps=e, T=T_iasg, S=iasg_S, m=[2, M], Sigma=Sig)
-    c = cidx[0]
-    rows.append(dict(run=lab, r_eq6=av.iasg_relative_error(Ah, eps=e, T=T_iasg)[0],
-                     shortfall_const_noise=1 - G_const[0][c, c] / post_var[c],
-                     shortfall_exact=1 - G[0][c, c] / post_var[c], rho1=G[1][c, c] / G[0][c, c],
-                     corr_bias_m2=1 - Es[0][c, c] / G[0][c, c], corr_bias_end=1 - Es[1][c, c] / G[0][c, c],
-                     measured_end=float(traces["map"][lab].var[-1, :, c].mean() / post_var[c]), windows_at_end=M))
-pd.DataFrame(rows).round(4)
+X.shortfall_sources(prob, traces["map"], eps_runs, S=iasg_S).round(4)
 
 # %% [markdown]
 # The shortfall is the window bias (6): at the paper's $\varepsilon N/S$ it is about a third, and the correlation
@@ -617,10 +441,10 @@ pd.DataFrame(rows).round(4)
 # i.e. a relative excess $\varepsilon_t N^2\lambda/(4S)$. With the paper's schedule that is:
 
 # %%
-for t_ in [0, T_iasg * burn_in_passes, T_iasg * n_passes, 10_000 * 1000 // 10]:
-    e = sgld_a / (sgld_b + t_) ** sgld_gamma
-    print(f"t = {t_:>9,d} iterations: ε_t = {e:.2e}, relative excess variance ε_t N²λ_min/(4S) ≈ "
-          f"{e * N**2 * lam[0] / (4 * iasg_S):.2f} at N={N}, {e * 1e8 / 40:.2f} at the paper's N=10,000")
+t_list = np.array([0, T_iasg * burn_in_passes, T_iasg * n_passes, 10_000 * 1000 // 10])
+e_t = sgld_a / (sgld_b + t_list) ** sgld_gamma
+pd.DataFrame({"iteration t": t_list, "ε_t": e_t, f"excess ε_t N²λ_min/(4S), N={N}": e_t * N**2 * lam[0] / (4 * iasg_S),
+              "at the paper's N=10,000": e_t * 1e8 / 40})
 
 # %% [markdown]
 # It decays only as $t^{-1/2}$, and the running variance averages over the whole history, so SGLD's estimate
@@ -631,32 +455,14 @@ for t_ in [0, T_iasg * burn_in_passes, T_iasg * n_passes, 10_000 * 1000 // 10]:
 # prediction of the theory lines; "not reached" within the run length shown.
 
 # %%
-rows = []
 paper_text = {"IASG": "IASG converges fastest (Figs. 4–5, visual)", "SGLD": "slower than IASG (Figs. 4–5, visual)",
               "NUTS": "slower than IASG (Figs. 4–5, visual)"}
-def tag_of(lab):
-    if lab.startswith("IASG"):
-        return "iasg_paper_eps" if "paper" in lab else "iasg_bound_" + lab.split("bound ")[1].rstrip("%)")
-    return lab.split(" ")[0].lower()
-for init, tr in traces.items():
-    for lab, t in tr.items():
-        p10 = av.passes_to_tolerance(t, post_var, cidx, tol=0.1)
-        p10_th = None
-        if lab in pred:
-            ok = np.all(np.abs(pred[lab][1] - 1) <= 0.1, axis=1)
-            p10_th = float(pred[lab][0][np.flatnonzero(~ok)[-1] + 1]) if ok[-1] and not ok.all() else \
-                (float(pred[lab][0][0]) if ok.all() else None)
-        final = t.var[-1][:, cidx].mean(0) / post_var[cidx]
-        rows.append(dict(init=init, sampler=lab, passes_to_10pct=p10, theory=p10_th, final_ratio_smallest=final[0],
-                         final_ratio_largest=final[1], passes_run=float(t.passes[-1]), chains=t.var.shape[1]))
-        results.record(CH, f"passes_to_10pct_{tag_of(lab)}_{init}", p10 if p10 is not None else "not reached",
-                       paper=paper_text[lab.split(" ")[0]], profile=profile, unit="passes",
-                       description=f"{lab}, start {init}, S={iasg_S}, N={N}, {t.var.shape[1]} chains, burn-in "
-                                   f"{burn_in_passes if lab[:4] in ('IASG', 'SGLD') else 'NUTS warm-up'}: first "
-                                   f"pass after which the chain-averaged estimates of the smallest and largest "
-                                   f"posterior marginal variance stay within 10 % (run {t.passes[-1]:.0f} passes; "
-                                   f"final ratios {final[0]:.2f}, {final[1]:.2f}; theory: {p10_th})")
-conv = pd.DataFrame(rows)
+conv = X.convergence_table(prob, traces, pred)
+for _, row in conv.iterrows():
+    p10 = row["passes to 10 %"]
+    results.record(CH, f"passes_to_10pct_{row['tag']}_{row['start']}", p10 if p10 is not None else "not reached",
+                   paper=paper_text[row["sampler"].split(" ")[0]], profile=profile, unit="passes",
+                   description=f"{row['sampler']}, start {row['start']}, S={iasg_S}, N={N}, {row['chains']} chains")
 conv.round(3)
 
 # %% [markdown]

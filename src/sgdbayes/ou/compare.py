@@ -22,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from sgdbayes.ou import theory as th
-from sgdbayes.ou.chains import run_chains, sgd, sgfs, sgld
+from sgdbayes.ou.driver import run
+from sgdbayes.ou.observers import Divergence, Samples
 from sgdbayes.ou.posteriors import bbvi
+from sgdbayes.ou.samplers import SGFS, SGLD, sgd, sgfs, sgld
 
 __all__ = ["METHODS", "compare_samplers", "sampler_settings"]
 
@@ -69,19 +71,15 @@ def sampler_settings(A, C, *, N: int, S: int, sgld_scale: float = 1.0, sgfs_eps_
 
 def _relaxation_steps(smp, A, N):
     """Slowest relaxation time (steps) of the linearised recursion: 1 / min Re eig(K)."""
-    P = A.shape[0]
-    if smp.kind == "sgld":
-        K = 0.5 * smp.eps * N * A
-    else:
-        K = smp.eps * th.as_preconditioner(smp.H, P) @ A
+    K = smp.eps * smp.drift_matrix(A, N)
     return float(1.0 / np.linalg.eigvals(K).real.min())
 
 
 def _discrete_prediction(smp, A, C, N):
     """Exact stationary covariance of the linearised discrete recursion (no OU approximation)."""
-    if smp.kind == "sgld":
+    if isinstance(smp, SGLD):
         return th.sgld_covariance(A, C, eps=smp.eps, N=N, S=smp.S, discrete=True)
-    if smp.kind == "sgfs":
+    if isinstance(smp, SGFS):
         EEt = np.diag(smp.EEt) if np.ndim(smp.EEt) == 1 else smp.EEt
         return th.sgfs_covariance(A, C, EEt, eps=smp.eps, H=smp.H, S=smp.S, discrete=True)
     return th.lyapunov_covariance(A, C, eps=smp.eps, S=smp.S, H=smp.H, discrete=True)
@@ -115,11 +113,12 @@ def compare_samplers(model, post_mean, post_cov, *, S: int, n_chains: int, n_ste
             relax = _relaxation_steps(smp, A, model.N)
             burn = int(min(burn_in_max * n_steps, max(1, burn_in_relax * relax)))
             init = rng.multivariate_normal(theta_star, pred, size=n_chains)
-            r = run_chains(model, smp, n_chains=n_chains, n_steps=n_steps, burn_in=burn, thin=thin, init=init,
-                           seed=seed + 1 + i, A=A, on_divergence="mark")
-            X = r.samples[:, ~r.diverged].double().reshape(-1, model.P).cpu().numpy()
+            kept = Samples(start=burn, thin=thin)
+            r = run(model, smp, n_chains=n_chains, n_steps=n_steps, init=init, seed=seed + 1 + i,
+                    observers=[kept], A=A, divergence=Divergence(on_divergence="mark"))
+            X = kept.pooled().cpu().numpy()
             sub = X[rng.choice(X.shape[0], min(keep, X.shape[0]), replace=False)]
-            out[key] = {"mean": r.mean(), "cov": r.cov(), "pred": pred, "eps": smp.eps, "relax": relax,
+            out[key] = {"mean": kept.mean(), "cov": kept.cov(), "pred": pred, "eps": smp.eps, "relax": relax,
                         "pred_discrete": _discrete_prediction(smp, A, C, model.N),
                         "burn_in": burn, "samples": sub, "n_diverged": r.n_diverged}
         o = out[key]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sgdbayes.ou.chains import run_chains, sgd
+from sgdbayes.ou.driver import run
+from sgdbayes.ou.observers import Divergence
+from sgdbayes.ou.samplers import sgd
 from sgdbayes.ou.theory import lyapunov_covariance, optimal_preconditioner, stability_limit
 from sgdbayes.plots import new_figure
 from sgdbayes.plots.constant_sgd import COLORS, ellipse
@@ -44,9 +46,9 @@ def stationary_figure(model, A, C, post_mean, post_cov, *, eps_factor: float = 1
     else:
         pred = lyapunov_covariance(A, C, eps=eps, S=S, H=H)
         # start from the predicted stationary law: the run then only has to correct the prediction's small errors
-        r = run_chains(model, sgd(eps, S, H=H), n_chains=n_chains, n_steps=n_steps, burn_in=n_steps - 1,
-                       init=np.random.default_rng(seed).multivariate_normal(post_mean, pred, n_chains),
-                       seed=seed, keep_samples=False, on_divergence="mark")
+        r = run(model, sgd(eps, S, H=H), n_chains=n_chains, n_steps=n_steps,
+                init=np.random.default_rng(seed).multivariate_normal(post_mean, pred, n_chains), seed=seed,
+                divergence=Divergence(on_divergence="mark"))
         x = r.final[~r.diverged].double().cpu().numpy() @ U
         ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.35, color=COLORS["samples"], label="final iterates")
         e = ellipse(x.mean(0), np.cov(x.T))

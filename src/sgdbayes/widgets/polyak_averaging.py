@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sgdbayes import averaging as av
+from sgdbayes.experiments.polyak_averaging import ou_average_chains
+from sgdbayes.ou.averaging import averaged_covariance_exact, averaged_covariance_theory
+from sgdbayes.ou.diagnostics import relative_error
+from sgdbayes.ou.theory import lyapunov_covariance, stability_limit
 from sgdbayes.plots import new_figure
 from sgdbayes.plots.polyak_averaging import ellipses
 
@@ -15,20 +18,18 @@ def averaging_figure(A, C, *, eps: float, S: int, T: int, n_chains: int = 300, s
     A, C = np.asarray(A, float), np.asarray(C, float)
     if A.shape != (2, 2):
         raise ValueError(f"the explorer draws 2-D ellipses; A must be 2×2, got {A.shape}")
-    from sgdbayes.ou.theory import lyapunov_covariance
-
     raw = lyapunov_covariance(A, C, eps=eps, S=S, discrete=True)
-    exact = av.averaged_covariance_exact(A, C, eps=eps, T=T, S=S)
-    theory = av.averaged_covariance_theory(A, C, T=T, S=S)
-    sim = av.simulate_ou_average(A, C, eps=eps, T=T, S=S, n_chains=n_chains, seed=seed, device="cpu")
+    exact = averaged_covariance_exact(A, C, eps=eps, T=T, S=S)
+    theory = averaged_covariance_theory(A, C, T=T, S=S)
+    sim = ou_average_chains(A, C, eps=eps, T=T, S=S, n_chains=n_chains, seed=seed)
     fig, axes = new_figure(2, 1, width=4.3, height=4.2)
     ellipses(axes[0][0], {"raw iterates Σ": raw, "average, exact": exact, "A⁻¹CA⁻ᵀ/(TS)": theory},
-             points={"raw (last iterate)": sim.last.numpy(), "averages": sim.means.numpy()}, unit=" (θ units)",
+             points={"raw (last iterate)": sim.last, "averages": sim.means}, unit=" (θ units)",
              lim_sd=3.0)
     axes[0][0].set_title(f"ε={eps:g}, S={S}, T={T}")
-    ellipses(axes[0][1], {"average, exact": exact, "A⁻¹CA⁻ᵀ/(TS)": theory}, points={"averages": sim.means.numpy()},
+    ellipses(axes[0][1], {"average, exact": exact, "A⁻¹CA⁻ᵀ/(TS)": theory}, points={"averages": sim.means},
              unit=" (θ units)", lim_sd=3.0)
-    axes[0][1].set_title(f"zoom (T·S = {T * S}): exact vs A⁻¹CA⁻ᵀ/(TS) differ by {av.relative_error(exact, theory):.1%}",
+    axes[0][1].set_title(f"zoom (T·S = {T * S}): exact vs A⁻¹CA⁻ᵀ/(TS) differ by {relative_error(exact, theory):.1%}",
                          fontsize="small")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small", frameon=False)
@@ -42,7 +43,7 @@ def explorer(A, C, *, eps: float = 0.2, S: int = 4, T: int = 250):
     import matplotlib.pyplot as plt
 
     static = averaging_figure(A, C, eps=eps, S=S, T=T)
-    limit = av.stability_limit(A)
+    limit = stability_limit(A)
     out = widgets.Output()
     w_eps = widgets.FloatLogSlider(value=eps, base=10, min=-3, max=float(np.log10(0.99 * limit)), step=0.05,
                                    description="ε")
