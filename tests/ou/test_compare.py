@@ -6,7 +6,6 @@ import pytest
 from sgdbayes.ou import theory as th
 from sgdbayes.ou.compare import compare_samplers, sampler_settings
 from sgdbayes.ou.models import LinearRegression
-from sgdbayes.ou.posteriors import linear_regression_posterior
 
 
 def test_settings_commuting_closed_forms():
@@ -29,7 +28,7 @@ def test_compare_samplers_small_linear_regression():
     X = rng.normal(size=(400, 2))
     y = X @ np.array([0.5, -1.0]) + rng.normal(size=400)
     model = LinearRegression(X, y)
-    pm, pc = linear_regression_posterior(X, y)
+    pm, pc = model.posterior()
     res = compare_samplers(model, pm, pc, S=10, n_chains=200, n_steps=600, thin=5, bbvi_steps=300,
                            methods=("sgd", "sgd_full", "bbvi"), seed=0)
     m = res["methods"]

@@ -22,7 +22,7 @@ import scipy.linalg
 import torch
 
 from sgdbayes.ou import theory as th
-from sgdbayes.ou.averaging import averaged_covariance_exact, averaged_covariance_ou, averaged_covariance_theory
+from sgdbayes.ou.averaging import averaged_covariance_exact, check_S, averaged_covariance_ou, averaged_covariance_theory
 from sgdbayes.ou.diagnostics import (
     VarianceTrace,
     cov_standard_error,
@@ -354,6 +354,7 @@ def sgld_trace(model: LinearRegression, *, S: int, n_passes: int, a: float, b: f
     """SGLD ``θ ← θ − (ε_t/2) N ĝ_S + √ε_t ξ`` with ``ε_t = a/(b + t)^γ``, vectorised over chains: each chain's
     running marginal variance of all its iterates after the first ``burn_in_passes`` passes, after every later
     pass."""
+    S = check_S(S)
     if not 0 <= burn_in_passes < n_passes:
         raise ValueError(f"need 0 <= burn_in_passes < n_passes; got {burn_in_passes}, {n_passes}")
     per_pass = max(1, model.N // S)
