@@ -7,14 +7,19 @@
 # ---
 
 # %% [markdown]
-# # Reproduction report
+# (report)=
+# # Reproduction scorecard
 #
-# Every headline number of the three papers beside the value this build obtained. Each chapter writes its numbers
-# to `_build/results/<chapter>.json` as it runs; this page collects whatever is there, so it also works when only
-# some chapters have been executed. The *profile* column says at which scale a number was obtained: `smoke` numbers
-# only show that the code runs, `default` numbers come from a 2-core CPU at reduced scale, `paper` numbers from the
-# papers' scale. A dash in the *paper* column means the paper states no number for that quantity (its claim is
-# quoted in the description instead).
+# One row for every figure, table and headline claim of the three papers: the claim in a sentence, the paper's
+# scale, this build's scale, a status, the reason in a sentence and a link to the chapter section that shows it;
+# under each row the paper's numbers beside this build's. Each chapter declares its own rows as it runs
+# (`sgdbayes.results.claim`), so rerunning a chapter updates them; a claim of a paper that no chapter declares is
+# listed as *not declared*. Statuses:
+# **reproduced** — the claim holds at this build's scale, by the criterion in the reason;
+# **partly** — some parts hold, or it holds only at a weaker criterion;
+# **not reproduced** — it was tested and does not hold as stated;
+# **not run** — not tested in this build (data that cannot be downloaded here, a scale beyond a CPU), with the
+# command that would run it where one exists.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "default"
@@ -22,14 +27,63 @@ profile = "default"
 # %% tags=["remove-input"]
 from IPython.display import HTML, Markdown, display
 
+from sgdbayes import report
 from sgdbayes.paths import results_dir
-from sgdbayes.report import report_html, report_table
 
-table = report_table()
+card = report.scorecard()
+table = report.report_table()
+profiles = sorted({p for p in table["profile"] if p and p != "—"}) if not table.empty else []
 if table.empty:
-    display(Markdown(f"No chapter has recorded results yet (looked in `{results_dir()}`). Run "
-                     "`sgdbayes book` or `sgdbayes run CHAPTER` first."))
-else:
-    chapters = ", ".join(sorted(table["chapter"].unique()))
-    display(Markdown(f"{len(table)} quantities from {table['chapter'].nunique()} chapter(s): {chapters}."))
-    display(HTML(report_html(table)))
+    display(
+        Markdown(
+            f"No chapter has recorded results yet (looked in `{results_dir()}`). "
+            "Run `sgdbayes book` or `sgdbayes run CHAPTER` first."
+        )
+    )
+elif "smoke" in profiles:
+    display(
+        Markdown(
+            "**These numbers come from the `smoke` profile**, which only checks that the code runs: "
+            "no status below means anything at this scale."
+        )
+    )
+if card.attrs.get("duplicates"):
+    display(Markdown("Claims declared twice: " + "; ".join(card.attrs["duplicates"])))
+display(HTML(report.summary_html(card)))
+
+# %% [markdown]
+# (report-mingard2021)=
+# ## Mingard et al. — Is SGD a Bayesian sampler?
+#
+# {cite:t}`mingard2021`; chapter [Function probability](function_probability.ipynb).
+
+# %% tags=["remove-input"]
+display(HTML(report.paper_html(card, "mingard2021")))
+
+# %% [markdown]
+# (report-chaudhari2018)=
+# ## Chaudhari & Soatto — SGD performs variational inference
+#
+# {cite:t}`chaudhari2018`; chapter [SGD performs variational inference](sgd_variational_inference.ipynb).
+
+# %% tags=["remove-input"]
+display(HTML(report.paper_html(card, "chaudhari2018")))
+
+# %% [markdown]
+# (report-mandt2017)=
+# ## Mandt, Hoffman & Blei — constant SGD as approximate Bayesian inference
+#
+# {cite:t}`mandt2017`; chapters [Constant SGD](constant_sgd.ipynb) and [Polyak averaging](polyak_averaging.ipynb).
+
+# %% tags=["remove-input"]
+display(HTML(report.paper_html(card, "mandt2017")))
+
+# %% [markdown]
+# (report-appendix)=
+# ## Appendix: every recorded quantity
+#
+# The raw numbers each chapter recorded, with their units and the profile that produced them. A dash in the
+# *paper* column means the paper gives no number for that quantity.
+
+# %% tags=["remove-input"]
+display(HTML(report.appendix_html(table)))

@@ -117,7 +117,7 @@ def test_profile_with_unknown_parameter(project, capsys):
 
 
 def test_run_execute_skip_force(project, capsys, monkeypatch):
-    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "fixed")  # others may edit src/ meanwhile
+    monkeypatch.setattr("sgdbayes.cache.library_fingerprint", lambda: "fixed")  # others may edit src/ meanwhile
     assert main(["run", "good", "--profile", "paper", "-p", "name=zz", "--quiet"]) == 0
     out_nb = project / "book" / "good.ipynb"
     nb = nbformat.read(out_nb, as_version=4)
@@ -151,11 +151,11 @@ def test_failing_chapter_reports_cell_error_and_partial(project, capsys):
 
 
 def test_library_change_reexecutes(project, capsys, monkeypatch):
-    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "v1")
+    monkeypatch.setattr("sgdbayes.cache.library_fingerprint", lambda: "v1")
     assert main(["run", "good", "--quiet"]) == 0
     assert main(["run", "good", "--quiet"]) == 0
     assert "up to date" in capsys.readouterr().out
-    monkeypatch.setattr("sgdbayes.chapters.library_fingerprint", lambda: "v2")
+    monkeypatch.setattr("sgdbayes.cache.library_fingerprint", lambda: "v2")
     assert main(["run", "good", "--quiet"]) == 0
     assert "executed in" in capsys.readouterr().out.splitlines()[-1]
 
@@ -200,7 +200,9 @@ def test_cell_timeout_from_the_environment(project, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, env, needle", [
-    (["--cell-timeout", "-1"], None, "--cell-timeout -1.0: give seconds"),
+    (["--cell-timeout", "-1"], None, "--cell-timeout -1: give seconds"),
+    (["--cell-timeout", "nan"], None, "--cell-timeout nan: give seconds"),
+    (["--cell-timeout", "1e12"], None, "at most 1e+07 s; give 0 or inf for no limit"),
     ([], "soon", "SGDBAYES_CELL_TIMEOUT='soon' is not a number"),
     ([], "-5", "SGDBAYES_CELL_TIMEOUT='-5': give seconds"),
 ])
@@ -258,3 +260,66 @@ def test_a_lost_execute_reply_is_recovered_not_waited_for(project, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "before the lost reply" in text and "after the lost reply 2" in text
     assert sum(bool(c.metadata.get("sgdbayes", {}).get("lost_execute_reply")) for c in nb.cells) == 1
+
+
+# ---- issue 11: every value and option checked before a kernel starts ---------------------------------------------
+
+
+def _good_spec(monkeypatch):
+    from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec, Str
+
+    spec = Spec(profile=Choice("smoke", "default", "paper"), n=Int(min=1), x=Float(gt=0), name=Str(), flag=Bool(),
+                sizes=List(Int(min=1), min_len=1),
+                relations=[Rule(lambda p: max(p["sizes"]) <= p["n"], "every entry of sizes must be <= n",
+                                ("sizes", "n"))])
+    monkeypatch.setattr("sgdbayes.cli.chapter_spec", lambda name: spec if name == "good" else None)
+    return spec
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-p", "n=0"], "n = 0 is out of range; allowed: an integer >= 1"),
+    (["-p", "x=-0.5"], "x = -0.5 is out of range; allowed: a finite number > 0"),
+    (["-p", "sizes=[1, 0]"], "sizes = [1, 0] is entry 1 (0) is out of range"),
+    (["-p", "sizes=[5]"], "every entry of sizes must be <= n; got sizes = [5], n = 3"),
+    (["--device", "gpu"], "--device 'gpu' is not understood; allowed: auto, cpu, cuda, cuda:N"),
+    (["--scheduler", "somewhere"], "--scheduler 'somewhere' is not understood"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler tcp://127.0.0.1:1: no Dask scheduler answers there"),
+])
+def test_declared_ranges_and_options_are_checked_before_execution(project, capsys, monkeypatch, argv, needle):
+    _good_spec(monkeypatch)
+    assert main(["run", "good", "--quiet", *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (project / "book" / "good.ipynb").exists()
+
+
+def test_cuda_is_refused_where_there_is_none(project, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "good", "--quiet", "--device", "cuda"]) == 2
+    assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_book_checks_every_chapter_before_running_any(project, capsys, monkeypatch):
+    _good_spec(monkeypatch)
+    with open(project / "book" / "profiles.yml", "a") as fh:
+        fh.write("    default: {n: 0}\n")  # the default profile now gives good a bad n
+    assert main(["book", "--quiet", "--no-html"]) == 2
+    assert "n = 0 is out of range" in capsys.readouterr().err
+    assert not list((project / "book").glob("*.ipynb"))  # neither chapter ran
+
+
+def test_a_parameter_without_a_declared_range_is_an_error(project, capsys, monkeypatch):
+    spec = _good_spec(monkeypatch)
+    del spec.kinds["flag"]
+    assert main(["run", "good", "--quiet"]) == 2
+    assert "parameter(s) flag of its parameters cell have no declared range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, env", [(["--cell-timeout", "inf"], None), (["--cell-timeout", "1e400"], None),
+                                       ([], "inf")])
+def test_an_infinite_cell_timeout_means_no_limit(project, capsys, monkeypatch, argv, env):
+    monkeypatch.setattr("sgdbayes.cache.library_fingerprint", lambda: "fixed")
+    if env is not None:
+        monkeypatch.setenv("SGDBAYES_CELL_TIMEOUT", env)
+    assert main(["run", "good", "--quiet", "--force", *argv]) == 0

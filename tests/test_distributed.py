@@ -70,7 +70,7 @@ def test_local_cluster_equals_single_process(cluster, tmp_path):
     assert merged.total == N_SHARDS * 2000 and merged.n_distinct > 5
     assert sorted(info.computed) == list(range(N_SHARDS)) and info.reused == []
     assert info.scheduler == cluster.scheduler_address
-    assert len(list(info.directory.glob("shard-*.pt"))) == N_SHARDS
+    assert len(list(info.directory.glob("shard-*.sgdb"))) == N_SHARDS
     # a different root seed gives different counts (the seed is really used)
     assert run_sharded(perceptron_functions, n_shards=N_SHARDS, seed=12, params=params, scheduler="sync",
                        cache_dir=False, progress=False) != truth
@@ -89,7 +89,7 @@ def test_killed_run_resumes_from_finished_shards(cluster, tmp_path):
     assert [f.seed for f in err.failures] == [seeds[1], seeds[4]]
     assert all("RuntimeError: simulated crash" in f.error for f in err.failures)
     assert f"shard 1 (seed {seeds[1]})" in str(err) and err.n_done == N_SHARDS - 2
-    assert len(list(err.directory.glob("shard-*.pt"))) == N_SHARDS - 2  # the finished ones were kept
+    assert len(list(err.directory.glob("shard-*.sgdb"))) == N_SHARDS - 2  # the finished ones were kept
 
     merged, run = run_sharded(perceptron_functions, n_shards=N_SHARDS, seed=5, params=params,
                               scheduler=cluster.scheduler_address, cache_dir=tmp_path / "store", progress=False,
@@ -133,7 +133,8 @@ def test_env_scheduler_and_scattered_params(cluster, tmp_path, monkeypatch):
     # the tensor is part of the shard key: different data, different store
     other = x.clone()
     other[0, 0] += 1
-    assert shard_dir(info.name, {"n_samples": 3, "x": other}, tmp_path) != info.directory
+    assert shard_dir(perceptron_functions, {"n_samples": 3, "x": other}, tmp_path) != info.directory
+    assert shard_dir(perceptron_functions, params, tmp_path) == info.directory
 
 
 def test_default_local_cluster(tmp_path):
@@ -148,9 +149,9 @@ def test_corrupt_shard_is_recomputed(tmp_path):
     params = {"n_samples": 50}
     first, info = run_sharded(perceptron_functions, n_shards=3, seed=9, params=params, scheduler="sync",
                               cache_dir=tmp_path, progress=False, return_info=True)
-    victim = sorted(info.directory.glob("shard-*.pt"))[1]
+    victim = sorted(info.directory.glob("shard-*.sgdb"))[1]
     victim.write_bytes(victim.read_bytes()[:40])
-    with pytest.warns(ShardWarning, match="unreadable or corrupt"):
+    with pytest.warns(ShardWarning, match="corrupt"):
         second, info2 = run_sharded(perceptron_functions, n_shards=3, seed=9, params=params, scheduler="sync",
                                     cache_dir=tmp_path, progress=False, return_info=True)
     assert info2.computed == [1] and second == first
@@ -188,3 +189,113 @@ def test_reference_is_not_trivial():
     a = perceptron_functions(spawn_seeds(0, 1)[0], n_samples=1000)
     b = perceptron_functions(spawn_seeds(1, 1)[0], n_samples=1000)
     assert a != b and a.n_distinct >= 8 and np.isclose(a.top_k_mass(a.n_distinct), 1.0)
+
+
+# ---- issue 11: shards keyed on the code, stored without pickle, checked before they are decoded ------------------
+
+
+def _run(tmp_path, **kw):
+    return run_sharded(perceptron_functions, n_shards=3, seed=9, params={"n_samples": 400}, scheduler="sync",
+                       cache_dir=tmp_path, progress=False, return_info=True, **kw)
+
+
+def test_a_library_edit_changes_the_shard_key(tmp_path, monkeypatch):
+    first, info = _run(tmp_path)
+    monkeypatch.setattr("sgdbayes.cache.library_fingerprint", lambda: "edited library")
+    again, info2 = _run(tmp_path)
+    assert info2.directory != info.directory and info2.computed == [0, 1, 2] and again == first
+
+
+def test_shard_of_another_shard_function_is_not_read(tmp_path):
+    _, info = _run(tmp_path)
+    other = shard_dir(_other_perceptron, {"n_samples": 400}, tmp_path)
+    assert other != info.directory  # same params, same name folder pattern, different code
+
+
+def _other_perceptron(shard_seed: int, *, n_samples: int):
+    return perceptron_functions(shard_seed + 1, n_samples=n_samples)
+
+
+def _array_position(data: bytes, name: str) -> int:
+    """Absolute offset in a stored FunctionCounts shard of the first byte of its array ``name``."""
+    import json
+    import struct
+
+    from sgdbayes import store as st
+
+    _, payload = st.read_header(data)
+    (tlen,) = struct.unpack_from("<Q", payload, 0)
+    tree = json.loads(bytes(payload[8:8 + tlen]))
+    ref = tree["state"][name]["$ndarray"]
+    return len(data) - len(payload) + 8 + tlen + ref["offset"]
+
+
+@pytest.mark.parametrize("where", ["keys", "counts", "header", "tree"])
+def test_one_flipped_byte_is_detected_and_recomputed(tmp_path, where):
+    first, info = _run(tmp_path)
+    victim = sorted(info.directory.glob("shard-*.sgdb"))[1]
+    data = bytearray(victim.read_bytes())
+    pos = {"keys": lambda: _array_position(bytes(data), "keys"),
+           "counts": lambda: _array_position(bytes(data), "counts"),
+           "header": lambda: data.index(b'"seed": ') + 8,  # the first digit of the stored seed
+           "tree": lambda: data.index(b"FunctionCounts")}[where]()
+    data[pos] ^= 0x01
+    victim.write_bytes(bytes(data))
+    with pytest.warns(ShardWarning, match="checksum mismatch|written for seed"):
+        second, info2 = _run(tmp_path)
+    assert info2.computed == [1] and second == first
+
+
+def test_a_pickle_at_the_shard_path_runs_nothing(tmp_path):
+    _, info = _run(tmp_path)
+    victim = sorted(info.directory.glob("shard-*.sgdb"))[0]
+    marker = tmp_path / "pwned"
+    victim.write_bytes(_malicious_pickle(marker))
+    with pytest.warns(ShardWarning, match="bad magic"):
+        _, info2 = _run(tmp_path)
+    assert not marker.exists() and info2.computed == [0]
+
+
+def _malicious_pickle(marker) -> bytes:
+    import io
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
+
+    buf = io.BytesIO()
+    pickle.dump({"format": "sgdbayes.shard/1", "value": Boom()}, buf)
+    return buf.getvalue()
+
+
+def test_orphan_temporaries_are_removed(tmp_path):
+    _, info = _run(tmp_path)
+    dead = info.directory / f".shard-000000-1.sgdb.{_host()}.999999999.tmp"  # a pid that cannot be alive
+    dead.write_bytes(b"half a shard")
+    _run(tmp_path)
+    assert not dead.exists()
+
+
+def _host():
+    from sgdbayes.paths import _host as host
+
+    return host()
+
+
+def test_unwritable_shard_directory_fails_before_any_shard_runs(tmp_path):
+    from sgdbayes.cache import CacheError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the shard directory should be")
+    log = tmp_path / "log"
+    log.mkdir()
+    with pytest.raises(CacheError, match="not writable.*SGDBAYES_CACHE_DIR"):
+        run_sharded(perceptron_functions, n_shards=2, seed=0, scheduler="sync", cache_dir=blocker, progress=False,
+                    params={"n_samples": 10, "log_dir": str(log)})
+    assert not list(log.iterdir())  # no shard ran
+
+
+def test_a_lambda_cannot_be_a_shard_function(tmp_path):
+    with pytest.raises(TypeError, match="lambdas and nested functions are not allowed"):
+        run_sharded(lambda s: s, n_shards=2, seed=0, scheduler="sync", cache_dir=tmp_path, progress=False)

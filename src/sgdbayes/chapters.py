@@ -226,19 +226,10 @@ def resolve_parameters(chapter: Chapter, profiles: Profiles, profile: str,
 
 
 def execution_key(chapter: Chapter, params: dict[str, Any], kernel: str) -> str:
-    """Hash of everything an executed notebook depends on: its source, parameters, kernel and the library's source."""
-    from sgdbayes import __version__
+    """Hash of everything an executed notebook depends on: its source, parameters, kernel and the library's code
+    (:func:`sgdbayes.cache.library_fingerprint`)."""
+    from sgdbayes.cache import library_fingerprint
 
-    payload = json.dumps({"source": chapter.text(), "params": params, "kernel": kernel, "version": __version__,
+    payload = json.dumps({"source": chapter.text(), "params": params, "kernel": kernel,
                           "library": library_fingerprint()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def library_fingerprint() -> str:
-    """SHA-256 over the library's source files: any change to the code re-executes the chapters."""
-    lib = hashlib.sha256()
-    pkg = Path(__file__).resolve().parent
-    for path in sorted(pkg.rglob("*.py")):
-        lib.update(str(path.relative_to(pkg)).encode())
-        lib.update(path.read_bytes())
-    return lib.hexdigest()

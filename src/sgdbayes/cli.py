@@ -8,10 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import socket
 import sys
 import time
+import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sgdbayes.chapters import ConfigError, discover, load_profiles, resolve_parameters
 from sgdbayes.paths import project_root
@@ -36,6 +40,90 @@ def _setup(args) -> tuple[Path, dict, object]:
     if args.profile not in profiles.descriptions:
         raise ConfigError(f"unknown profile {args.profile!r}; valid profiles: {', '.join(profiles.names)}")
     return root, chapters, profiles
+
+
+DEVICES = ("auto", "cpu", "cuda")
+SCHEDULERS = ("sync", "local")
+SCHEDULER_ENV = "SGDBAYES_DASK_SCHEDULER"
+
+
+def chapter_spec(name: str):
+    """The chapter's declared parameters (``sgdbayes.experiments.<name>.PARAMETERS``), or None if it declares none."""
+    module_name = f"sgdbayes.experiments.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            return None
+        raise
+    return getattr(module, "PARAMETERS", None)
+
+
+def validate_parameters(chapter, params: dict) -> None:
+    """Check ``params`` against the chapter's declared ranges and relations (before any kernel starts)."""
+    from sgdbayes.params import ParameterError
+
+    spec = chapter_spec(chapter.name)
+    if spec is None:
+        warnings.warn(f"chapter {chapter.name!r} declares no PARAMETERS (sgdbayes.experiments.{chapter.name}); "
+                      "its parameter values are only type-checked", stacklevel=2)
+        return
+    missing = spec.missing(list(chapter.parameters))
+    if missing:
+        raise ConfigError(f"chapter {chapter.name!r}: parameter(s) {', '.join(missing)} of its parameters cell have "
+                          f"no declared range in sgdbayes.experiments.{chapter.name}.PARAMETERS")
+    try:
+        spec.check(params, chapter=chapter.name)
+    except ParameterError as err:
+        raise ConfigError(str(err)) from None
+
+
+def validate_device(device: str | None) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N, and CUDA only where it is present."""
+    if device is None:
+        return
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"--device {device!r} is not understood; allowed: auto, cpu, cuda, cuda:N")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}); use --device cpu or auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def validate_scheduler(address: str | None, *, source: str = "--scheduler", timeout_s: float = 5.0) -> None:
+    """``--scheduler``: sync, local, or a Dask address (tcp://host:port, tls://...) that accepts a connection."""
+    if address is None:
+        return
+    if address in SCHEDULERS:
+        return
+    parts = urlsplit(address)
+    if parts.scheme not in ("tcp", "tls", "ucx", "inproc") or not parts.hostname:
+        raise ConfigError(f"{source} {address!r} is not understood; allowed: sync, local, or a Dask scheduler address "
+                          "such as tcp://host:8786")
+    if parts.scheme in ("tcp", "tls"):
+        try:
+            port = parts.port or 8786
+        except ValueError:
+            raise ConfigError(f"{source} {address!r}: the port is not a number") from None
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+        except OSError as err:
+            raise ConfigError(f"{source} {address}: no Dask scheduler answers there ({err.strerror or err}). Start one "
+                              f"(`dask scheduler`) or drop the option to run in this process") from None
+
+
+def _validate_options(args) -> None:
+    validate_device(getattr(args, "device", None))
+    if getattr(args, "scheduler", None):
+        validate_scheduler(args.scheduler)
+    elif os.environ.get(SCHEDULER_ENV):
+        validate_scheduler(os.environ[SCHEDULER_ENV], source=f"${SCHEDULER_ENV}")
+    _cell_timeout(args)
 
 
 def _env(args) -> dict[str, str]:
@@ -90,6 +178,8 @@ def cmd_run(args) -> int:
         raise ConfigError(f"unknown chapter {args.chapter!r}; valid chapters: {', '.join(chapters)}")
     chapter = chapters[args.chapter]
     params = resolve_parameters(chapter, profiles, args.profile, _parse_overrides(args.param))
+    validate_parameters(chapter, params)
+    _validate_options(args)
     _run_one(root, chapter, params, args)
     return 0
 
@@ -98,6 +188,9 @@ def cmd_book(args) -> int:
     root, chapters, profiles = _setup(args)
     order = [c for c in chapters if c != REPORT] + ([REPORT] if REPORT in chapters else [])
     resolved = {c: resolve_parameters(chapters[c], profiles, args.profile) for c in order}  # validate all first
+    for name in order:
+        validate_parameters(chapters[name], resolved[name])
+    _validate_options(args)
     t0 = time.perf_counter()
     for i, name in enumerate(order, 1):
         _run_one(root, chapters[name], resolved[name], args, index=f"[{i}/{len(order)}] ")
@@ -118,13 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kernel", default=DEFAULT_KERNEL, help="Jupyter kernel name")
         p.add_argument("--force", action="store_true", help="execute even if inputs are unchanged")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument("--device", default=None, help="sets SGDBAYES_DEVICE for the notebooks (auto|cpu|cuda)")
+        p.add_argument("--device", default=None,
+                       help="sets SGDBAYES_DEVICE for the notebooks (auto|cpu|cuda|cuda:N)")
         p.add_argument("--scheduler", default=None,
                        help="Dask scheduler address (tcp://host:port) for sharded sampling; "
                             "default SGDBAYES_DASK_SCHEDULER or a local cluster")
-        p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
-                       help=f"fail a cell that runs longer (interrupting it); 0: no limit; default {CELL_TIMEOUT_ENV} "
-                            "or no limit")
+        p.add_argument("--cell-timeout", default=None, metavar="SECONDS",
+                       help=f"fail a cell that runs longer (interrupting it); 0 or inf: no limit; default "
+                            f"{CELL_TIMEOUT_ENV} or no limit")
 
     p_list = sub.add_parser("list", help="chapters and their parameters per profile")
     p_list.add_argument("--profile", default=None)

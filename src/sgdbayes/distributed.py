@@ -16,10 +16,15 @@ Where the shards run (``scheduler=``):
 - ``"tcp://host:port"`` (any Dask address), a ``distributed.Client``, or a cluster object (``SLURMCluster``, ...);
 - ``"local"``: always a fresh ``LocalCluster``; ``"sync"``: in this process, one shard after another (no Dask).
 
-Where the shards are kept: ``<cache_dir>/<name>/<key>/shard-<index>-<seed>.pt``, ``key`` being the SHA-256 of the job
-name, its ``params`` and the library version (:func:`sgdbayes.cache.cache_key`); ``cache_dir`` defaults to
-``_build/cache/shards`` (``$SGDBAYES_CACHE_DIR/shards`` when set). ``SGDBAYES_CACHE=off`` or ``cache_dir=False``
-turns storing off.
+Where the shards are kept: ``<cache_dir>/<name>/<key>/shard-<index>-<seed>.sgdb``, ``key`` being the cache key of
+the call ``shard_fn(**params)`` (:func:`sgdbayes.cache.call_key`: the shard function's identity, every parameter and
+the fingerprint of the library's code, so editing the library never brings back shards of the old code) together
+with the job name; ``cache_dir`` defaults to ``_build/cache/shards`` (``$SGDBAYES_CACHE_DIR/shards`` when set).
+``SGDBAYES_CACHE=off`` or ``cache_dir=False`` turns storing off. Shards are written in :mod:`sgdbayes.store`'s
+format (no pickle; the payload's SHA-256 is checked before it is decoded, and the header must name this job's key,
+the shard's index and its seed), so a corrupt, tampered or foreign file is recomputed with a :class:`ShardWarning`,
+never merged. The directory is checked writable before any shard runs, and temporary files of writes that were
+killed are removed.
 
     >>> from sgdbayes.distributed import run_sharded
     >>> counts = run_sharded(sample_prior_functions, n_shards=64, seed=0,
@@ -50,7 +55,7 @@ directory must be on a file system the *client* can write (workers only return r
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import traceback
 import uuid
@@ -62,8 +67,10 @@ from typing import Any
 
 import torch
 
-from sgdbayes.cache import ResultCache, cache_key
-from sgdbayes.paths import atomic_write_bytes, cache_dir as default_cache_dir
+from sgdbayes import store
+from sgdbayes.cache import CacheError, ResultCache, call_key
+from sgdbayes.paths import (atomic_write_bytes, cache_dir as default_cache_dir, check_writable_dir,
+                            remove_orphan_temporaries)
 from sgdbayes.seed import spawn_seeds
 
 __all__ = [
@@ -78,7 +85,7 @@ __all__ = [
 ]
 
 ENV_SCHEDULER = "SGDBAYES_DASK_SCHEDULER"
-_FORMAT = "sgdbayes.shard/1"
+_FORMAT = "sgdbayes.shard/2"
 _SCATTER_BYTES = 1 << 20  # tensors/arrays in params larger than this are sent to the workers once, not per task
 
 
@@ -151,36 +158,43 @@ def _job_name(shard_fn: Callable[..., Any]) -> str:
     return f"{module}.{qualname}"
 
 
-def shard_dir(name: str, params: Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> Path:
-    """The directory holding the shards of job ``name`` with ``params`` (see the module docstring)."""
+def job_key(shard_fn: Callable[..., Any], name: str, params: Mapping[str, Any]) -> str:
+    """The key of a sharded job: the cache key of ``shard_fn(**params)`` (code included) and the job's name."""
+    code_and_args = call_key(shard_fn, (0,), dict(params))  # the shard seed is bound to a placeholder
+    return hashlib.sha256(f"{_FORMAT}\0{name}\0{code_and_args}".encode()).hexdigest()
+
+
+def shard_dir(shard_fn: Callable[..., Any], params: Mapping[str, Any], cache_dir: str | os.PathLike | None = None,
+              name: str | None = None) -> Path:
+    """The directory holding the shards of ``shard_fn`` with ``params`` (see the module docstring)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "shards"
+    name = name or _job_name(shard_fn)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
-    return root / safe / cache_key(name, dict(params))
+    return root / safe / job_key(shard_fn, name, params)
 
 
 def _shard_path(directory: Path, index: int, seed: int) -> Path:
-    return directory / f"shard-{index:06d}-{seed}.pt"
+    return directory / f"shard-{index:06d}-{seed}.sgdb"
 
 
 def _load_shard(path: Path, key: str, index: int, seed: int) -> tuple[bool, Any]:
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return False, None
+    except OSError as err:
+        warnings.warn(f"stored shard {path} cannot be read ({err}); recomputing it", ShardWarning, stacklevel=3)
         return False, None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        if not (isinstance(blob, dict) and blob.get("format") == _FORMAT and blob.get("key") == key
-                and blob.get("index") == index and blob.get("seed") == seed and "value" in blob):
-            raise ValueError("its header does not match this job, shard index and seed")
-    except Exception as err:  # noqa: BLE001 - an unreadable shard is recomputed, never trusted
-        warnings.warn(f"stored shard {path} is unreadable or corrupt ({err}); recomputing it", ShardWarning,
+        return True, store.loads(data, job_format=_FORMAT, key=key, index=index, seed=seed)
+    except store.StoreError as err:
+        warnings.warn(f"stored shard {path} is corrupt or not this job's ({err}); recomputing it", ShardWarning,
                       stacklevel=3)
         return False, None
-    return True, blob["value"]
 
 
 def _store_shard(path: Path, key: str, index: int, seed: int, value: Any) -> None:
-    buf = io.BytesIO()
-    torch.save({"format": _FORMAT, "key": key, "index": index, "seed": seed, "value": value}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, store.dumps(value, job_format=_FORMAT, key=key, index=index, seed=seed))
 
 
 def _run_one(shard_fn: Callable[..., Any], seed: int, params: Mapping[str, Any]) -> Any:
@@ -267,10 +281,11 @@ def run_sharded(
             deterministic in its seed. Usually returns a :class:`~sgdbayes.functions.FunctionCounts`.
         n_shards: number of shards (≥ 1). ``seed``: the job's root seed (≥ 0); shard k gets
             ``sgdbayes.seed.spawn_seeds(seed, n_shards)[k]``.
-        params: keyword arguments of ``shard_fn``; with ``name`` they key the stored shards, so they must be
-            hashable by :func:`sgdbayes.cache.cache_key` (numbers, strings, lists, dicts, arrays, tensors).
+        params: keyword arguments of ``shard_fn``; with the function's code and ``name`` they key the stored shards
+            (:func:`sgdbayes.cache.call_key`: numbers, strings, lists, dicts, arrays, tensors, dataclasses).
             Arrays/tensors over 1 MiB are sent to the workers once.
-        name: job name for the shard store (default: ``shard_fn``'s module and qualified name).
+        name: job name for the shard store's folder (default: ``shard_fn``'s module and qualified name); part of
+            the key too.
         merge: combines the list of shard results **in shard order**. Default: ``FunctionCounts.merge_all`` when
             every shard returned a FunctionCounts, else the list itself.
         scheduler: where to run (see the module docstring): None, ``"local"``, ``"sync"``, a Dask address, a
@@ -284,6 +299,9 @@ def run_sharded(
 
     Raises:
         ShardError: one or more shards raised (after all others finished and were stored).
+        CacheError: the shard directory is not writable (raised before any shard runs).
+        TypeError: ``shard_fn`` is a lambda, a closure or defined in ``__main__`` (its code could not be part of
+            the key), or a parameter cannot be keyed.
     """
     if not callable(shard_fn):
         raise TypeError(f"shard_fn must be callable, got {type(shard_fn).__name__}")
@@ -296,21 +314,28 @@ def run_sharded(
     if "seed" in params:
         raise ValueError("params must not contain 'seed': the shard seed is passed to shard_fn as its first argument")
     name = name or _job_name(shard_fn)
-    key = cache_key(name, params)
+    key = job_key(shard_fn, name, params)
     seeds = spawn_seeds(seed, n_shards)
 
     storing = cache_dir is not False and ResultCache().enabled  # honours SGDBAYES_CACHE=off
-    directory = shard_dir(name, params, None if cache_dir in (None, True) else cache_dir) if storing else None
+    directory = shard_dir(shard_fn, params, None if cache_dir in (None, True) else cache_dir, name=name) \
+        if storing else None
     info = ShardRunInfo(name=name, key=key, seeds=seeds, directory=directory)
 
     results: dict[int, Any] = {}
     if directory is not None:
+        problem = check_writable_dir(directory)  # fail now, not after hours of work
+        if problem:
+            raise CacheError(
+                f"the shard directory {directory} is not writable ({problem}). Fix: set SGDBAYES_CACHE_DIR to a "
+                "writable directory (shards go to its 'shards' folder), pass cache_dir=... to run_sharded, or "
+                "SGDBAYES_CACHE=off to run without storing shards (nothing is then resumable).")
+        remove_orphan_temporaries(directory)
         for k, s in enumerate(seeds):
             hit, value = _load_shard(_shard_path(directory, k, s), key, k, s)
             if hit:
                 results[k] = value
                 info.reused.append(k)
-        directory.mkdir(parents=True, exist_ok=True)  # fail now, not after hours of work, if it is not writable
     pending = [k for k in range(n_shards) if k not in results]
 
     from tqdm.auto import tqdm

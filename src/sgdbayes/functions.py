@@ -320,6 +320,21 @@ class FunctionCounts:
         return np.where(found, self.counts[self._key_order[pos]], 0).astype(np.int64)
 
     # ---- persistence --------------------------------------------------------------------------------------------
+    def __store_state__(self) -> dict[str, Any]:
+        """Plain data for :mod:`sgdbayes.store` (the result cache and shard files)."""
+        return {"n_bits": self.n_bits, "keys": self.keys, "counts": self.counts.astype("<i8")}
+
+    @classmethod
+    def __from_store_state__(cls, state: dict[str, Any]) -> FunctionCounts:
+        """Inverse of :meth:`__store_state__`; rows must already be canonical (as stored)."""
+        try:
+            out = cls(state["n_bits"], state["keys"], state["counts"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise FunctionCountsError(f"inconsistent stored FunctionCounts ({err})") from None
+        if not (np.array_equal(out.keys, state["keys"]) and np.array_equal(out.counts, state["counts"])):
+            raise FunctionCountsError("stored FunctionCounts rows are not in canonical form")
+        return out
+
     def _checksum(self) -> str:
         h = hashlib.sha256()
         h.update(str(self.n_bits).encode())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -54,15 +55,23 @@ class KernelUnresponsive(RuntimeError):
     """The kernel stopped answering (it did not reply to ``kernel_info`` in time)."""
 
 
+MAX_CELL_TIMEOUT_S = 1e7  # about 4 months; nbclient's timers overflow on much larger values
+
+
 def cell_timeout_seconds(value, what: str) -> float | None:
-    """A cell timeout as given (``what`` names its source in errors): seconds > 0, or None for 0 (no limit)."""
+    """A cell timeout as given (``what`` names its source in errors): seconds in (0, 10^7], or None for no limit
+    (0 or inf)."""
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} is not a number; give seconds (> 0) or 0 for no limit") from None
-    if not seconds >= 0:  # negative or NaN
-        raise ConfigError(f"{what}: give seconds (> 0) or 0 for no limit")
-    return seconds or None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} is not a number; give seconds (> 0), or 0 or inf for no limit") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise ConfigError(f"{what}: give seconds (> 0), or 0 or inf for no limit")
+    if seconds == 0 or math.isinf(seconds):
+        return None
+    if seconds > MAX_CELL_TIMEOUT_S:
+        raise ConfigError(f"{what}: at most {MAX_CELL_TIMEOUT_S:.0e} s; give 0 or inf for no limit")
+    return seconds
 
 
 def cell_timeout_from_env() -> float | None:
@@ -284,10 +293,12 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
     nb.metadata.pop("jupytext", None)
     nbformat.write(nb, source_nb)
 
-    saved = {k: os.environ.get(k) for k in ("SGDBAYES_ROOT", "TQDM_DISABLE", "PYDEVD_DISABLE_FILE_VALIDATION",
-                                            *(env or {}))}
-    os.environ.update({"SGDBAYES_ROOT": str(root), "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-                       **(env or {})})
+    # the kernel inherits this process's stderr: library progress bars (sgdbayes.progress) write there, so they
+    # show in the terminal of `sgdbayes run` and never in the notebook's outputs
+    kernel_env = {"SGDBAYES_ROOT": str(root), "TQDM_DISABLE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                  "SGDBAYES_PROGRESS": "stderr" if progress else "off", **(env or {})}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     _register_engine()
     timeouts = {"start_timeout": KERNEL_START_TIMEOUT_S}
     if cell_timeout is not None:
