@@ -68,7 +68,7 @@ from sgdbayes.data.download import DatasetUnavailableError
 from sgdbayes.data.tabular import ONLINE
 from sgdbayes.device import get_device
 from sgdbayes.experiments import constant_sgd as X
-from sgdbayes.experiments.constant_sgd import cached
+from sgdbayes.cache import cached
 from sgdbayes.ou import theory as th
 from sgdbayes.ou.compare import METHODS
 from sgdbayes.plots import book_style

@@ -61,7 +61,7 @@ import pandas as pd
 from sgdbayes import plots, results
 from sgdbayes.device import get_device
 from sgdbayes.experiments import polyak_averaging as X
-from sgdbayes.experiments.constant_sgd import cached
+from sgdbayes.cache import cached
 from sgdbayes.ou import averaging as av
 from sgdbayes.ou import iasg
 from sgdbayes.ou.diagnostics import relative_error

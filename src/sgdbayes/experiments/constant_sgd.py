@@ -8,14 +8,10 @@ composed from :mod:`sgdbayes.ou`.
 - :func:`vem_experiment`: variational EM for the prior precision of softmax regression (§7.3, Fig. 6).
 
 Every function that runs chains takes a ``seed`` and returns plain values, so the chapter caches it with
-:func:`cached` keyed on all its arguments.
+:func:`sgdbayes.cache.cached` keyed on all its arguments.
 """
 
 from __future__ import annotations
-
-import hashlib
-import inspect
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +28,6 @@ from sgdbayes.ou.samplers import momentum, sgd, sgld
 from sgdbayes.ou.vem import map_estimate, prior_precision_scan, vem_prior_precision
 
 __all__ = [
-    "cached",
     "eps_sweep",
     "laplace_vs_nuts",
     "load_problem",
@@ -41,44 +36,6 @@ __all__ = [
     "table1",
     "vem_experiment",
 ]
-
-
-# ------------------------------------------------------------------------------------- cache (temporary shim)
-
-_FINGERPRINT: str | None = None
-
-
-def _fingerprint() -> str:
-    """SHA-256 of every ``.py`` file of the installed ``sgdbayes`` package (once per process)."""
-    global _FINGERPRINT
-    if _FINGERPRINT is None:
-        root = Path(__file__).resolve().parents[1]
-        h = hashlib.sha256()
-        for p in sorted(root.rglob("*.py")):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-        _FINGERPRINT = h.hexdigest()
-    return _FINGERPRINT
-
-
-def cached(fn, /, **kwargs):
-    """``fn(**kwargs)``, cached on disk under a key built from ``fn``'s module and name, all its bound arguments
-    (defaults applied) and a fingerprint of the library's source (the interface of :mod:`sgdbayes.cache`'s
-    ``cached``; a temporary shim until that lands)."""
-    try:
-        from sgdbayes.cache import memoize  # noqa: F401 - the new cache is there: use it
-        from sgdbayes.cache import cached as new_cached
-
-        return new_cached(fn, **kwargs)
-    except ImportError:
-        from sgdbayes.cache import cached as old_cached
-
-    if inspect.getmodule(fn) is None or not fn.__module__.startswith("sgdbayes.") or "<" in fn.__qualname__:
-        raise TypeError(f"only module-level functions of the sgdbayes package can be cached, got {fn!r}")
-    bound = inspect.signature(fn).bind(**kwargs)
-    bound.apply_defaults()
-    name = f"{fn.__module__}.{fn.__qualname__}"
-    return old_cached(name, {**bound.arguments, "__source__": _fingerprint()}, lambda: fn(**kwargs))
 
 
 # ------------------------------------------------------------------------------------- the SGLD constant
