@@ -1,11 +1,14 @@
-"""Chapter 3 (Mandt, Hoffman & Blei 2017, §3–5 and §7.1, §7.3): constant SGD as approximate Bayesian inference,
+"""Chapter 3 (Mandt, Hoffman & Blei 2017, §3–5, §7.1 and §7.3): constant SGD as approximate Bayesian inference,
 composed from :mod:`sgdbayes.ou`.
 
-- :func:`sgld_constant_check`: the SGLD stationary constant (ours against the paper's printed one) on a 2-D
+- :func:`sgld_constant_check`: SGLD's stationary constant (ours against the paper's printed one) on a 2-D
   quadratic with exact Gaussian gradient noise;
-- :func:`load_problem` / :func:`table1`: Table 1 — every sampler at its KL-optimal setting against the posterior;
-- :func:`eps_sweep`, :func:`momentum_check`, :func:`laplace_vs_nuts`;
-- :func:`vem_experiment`: variational EM for the prior precision of softmax regression (§7.3, Fig. 6).
+- :func:`load_problem`, :func:`table1`: Table 1 at the paper's settings (:data:`PAPER_SETTINGS`) on the paper's
+  data sets, every cell beside the paper's value (:data:`PAPER_TABLE1`), both KL directions
+  (:func:`table1_frame`, :func:`table1_details`), the orderings as the paper's table has them
+  (:func:`ordering_checks`), and what "unit length" could mean (:func:`scaling_readings`);
+- :func:`projections` (Fig. 1), :func:`eps_sweep`, :func:`momentum_check`, :func:`laplace_vs_nuts`;
+- :func:`mnist_vem`: variational EM for the prior precision of softmax regression at ε* (§7.3, Fig. 6).
 
 Every function that runs chains takes a ``seed`` and returns plain values, so the chapter caches it with
 :func:`sgdbayes.cache.cached` keyed on all its arguments.
@@ -13,29 +16,110 @@ Every function that runs chains takes a ``seed`` and returns plain values, so th
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 import pandas as pd
 
-from sgdbayes.data.tabular import load_tabular
+from sgdbayes.data.tabular import load_tabular, standardize, unit_length
 from sgdbayes.ou import theory as th
-from sgdbayes.ou.compare import compare_samplers
-from sgdbayes.ou.diagnostics import cov_standard_error
+from sgdbayes.ou.compare import METHODS, compare_samplers
+from sgdbayes.ou.diagnostics import cov_standard_error, relative_error
 from sgdbayes.ou.driver import run
 from sgdbayes.ou.models import LinearRegression, LogisticRegression, Quadratic, SoftmaxRegression, max_curvature
 from sgdbayes.ou.observers import Divergence, Samples
 from sgdbayes.ou.posteriors import bbvi, laplace_posterior, nuts
 from sgdbayes.ou.samplers import momentum, sgd, sgld
 from sgdbayes.ou.vem import map_estimate, prior_precision_scan, vem_prior_precision
+from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec
+from sgdbayes.seed import spawn_seeds
 
 __all__ = [
+    "DATASETS",
+    "LABELS",
+    "PAPER_SETTINGS",
+    "PAPER_TABLE1",
+    "PARAMETERS",
     "eps_sweep",
     "laplace_vs_nuts",
     "load_problem",
+    "mnist_vem",
     "momentum_check",
+    "ordering_checks",
+    "projections",
+    "scaling_readings",
     "sgld_constant_check",
     "table1",
-    "vem_experiment",
+    "table1_details",
+    "table1_frame",
 ]
+
+#: The paper's data sets of Table 1, in its column order.
+DATASETS = ("wine_quality", "skin", "protein")
+NAMES = {"wine_quality": "Wine", "skin": "Skin", "protein": "Protein"}
+
+#: §7.1: minibatch size, SGLD step ("the largest rate that yielded stable results") and the model of each data set.
+PAPER_SETTINGS = {
+    "wine_quality": {"S": 100, "sgld_eps": 1e-3, "model": "linear"},
+    "skin": {"S": 10_000, "sgld_eps": 1e-5, "model": "logistic"},
+    "protein": {"S": 100, "sgld_eps": 1e-6, "model": "linear"},
+}
+
+#: Table 1 of the paper: KL(posterior ‖ stationary), a Gaussian fitted to the iterates against the Laplace
+#: approximation of the posterior. Its SGLD row is at the step of PAPER_SETTINGS.
+PAPER_TABLE1 = {
+    "sgd": {"wine_quality": 18.7, "skin": 0.471, "protein": 1000.9},
+    "sgd_diag": {"wine_quality": 14.0, "skin": 0.921, "protein": 678.4},
+    "sgd_full": {"wine_quality": 0.7, "skin": 0.005, "protein": 1.8},
+    "sgld": {"wine_quality": 2.9, "skin": 0.905, "protein": 4.5},
+    "sgfs_diag": {"wine_quality": 12.8, "skin": 0.864, "protein": 597.4},
+    "sgfs_full": {"wine_quality": 0.8, "skin": 0.005, "protein": 1.3},
+    "bbvi": {"wine_quality": 44.7, "skin": 5.74, "protein": 478.1},
+}
+
+LABELS = {"sgd": "constant SGD (ε*)", "sgd_diag": "constant SGD, diagonal H*", "sgd_full": "constant SGD, full H*",
+          "sgld": "SGLD (the paper's ε)", "sgld_matched": "SGLD (step matched to ε*)",
+          "sgfs_diag": "SGFS, diagonal", "sgfs_full": "SGFS, full", "bbvi": "BBVI (mean-field)"}
+
+PARAMETERS = Spec(
+    profile=Choice("smoke", "default", "paper"),
+    device=Choice("auto", "cpu", "cuda"),
+    seed=Int(min=0),
+    scaling=Choice("unit_length", "standardise"),
+    n_chains=Int(min=2),
+    n_steps=Int(min=30),
+    thin=Int(min=1),
+    skin_chains=Int(min=2),
+    skin_steps=Int(min=30),
+    bbvi_steps=Int(min=10),
+    sweep_points=Int(min=2, max=50),
+    sweep_chains=Int(min=2),
+    momentum_mu=Float(gt=0, max=1),
+    sgld_check_chains=Int(min=10),
+    nuts_samples=Int(min=10),
+    nuts_warmup=Int(min=10),
+    vem_S=Int(min=1),
+    vem_steps=Int(min=40),
+    vem_chains=Int(min=1),
+    vem_eps_factors=List(Float(gt=0, max=1), min_len=1),
+    vem_bbvi_steps=Int(min=10),
+    vem_lambdas=List(Float(gt=0), min_len=2, unique=True),
+    mnist_source=Choice("subset", "mnist"),
+    mnist_n_train=Int(min=10),
+    mnist_n_test=Int(min=10),
+    mnist_downsample=Choice(1, 2, 4, 7),
+    widget_chains=Int(min=10),
+    widget_steps=Int(min=10),
+    widget_live=Bool(),
+    relations=[
+        Rule(lambda p: p["thin"] < p["n_steps"] // 2 and p["thin"] < p["skin_steps"] // 2,
+             "thin must be below half of n_steps and of skin_steps (each chain keeps at least two states)",
+             ("thin", "n_steps", "skin_steps")),
+        Rule(lambda p: p["mnist_source"] != "subset" or p["mnist_n_train"] + p["mnist_n_test"] <= 5000,
+             "mnist_n_train + mnist_n_test must not exceed the 5,000 digits of the offline MNIST subset",
+             ("mnist_n_train", "mnist_n_test")),
+    ],
+)
 
 
 # ------------------------------------------------------------------------------------- the SGLD constant
@@ -54,28 +138,40 @@ def sgld_constant_check(*, eps_list=(1e-3, 2e-3, 4e-3), n_chains: int, n_steps: 
     A, C, N = np.array(SGLD_CHECK["A"]), np.array(SGLD_CHECK["C"]), SGLD_CHECK["N"]
     post = np.linalg.inv(N * A)
     rows = []
+    seeds = spawn_seeds(seed, 2 * len(eps_list))
     for i, e in enumerate(eps_list):
-        init = np.random.default_rng(seed + i).multivariate_normal(np.zeros(2), post, n_chains)
-        r = run(Quadratic(A, C, N=N), sgld(e, S), n_chains=n_chains, n_steps=n_steps, init=init, seed=seed + 300 + i)
+        init = np.random.default_rng(seeds[2 * i]).multivariate_normal(np.zeros(2), post, n_chains)
+        r = run(Quadratic(A, C, N=N), sgld(e, S), n_chains=n_chains, n_steps=n_steps, init=init,
+                seed=seeds[2 * i + 1])
         emp = r.final_cov()
         sd_tr = float(np.sqrt((cov_standard_error(emp, n_chains)[[0, 1], [0, 1]] ** 2).sum()))
-        ours = th.sgld_covariance(A, C, eps=e, N=N, S=S)
-        exact = th.sgld_covariance(A, C, eps=e, N=N, S=S, discrete=True)
         printed = th.stationary_covariance(0.5 * N * A, np.eye(2) + e * N / (2 * S) * C)
         rows.append({"ε": e, "chains: Tr(Σ − (NA)⁻¹)": np.trace(emp - post), "± 1 sd (Monte Carlo)": sd_tr,
-                     "ours, εN²/4S: Lyapunov": np.trace(ours - post),
-                     "ours: exact discrete recursion": np.trace(exact - post),
+                     "ours, εN²/4S: Lyapunov": np.trace(th.sgld_covariance(A, C, eps=e, N=N, S=S) - post),
+                     "ours: exact discrete recursion":
+                         np.trace(th.sgld_covariance(A, C, eps=e, N=N, S=S, discrete=True) - post),
                      "paper's printed εN/2S (BBᵀ = C)": np.trace(printed - post)})
-    return pd.DataFrame(rows).set_index("ε")
+    return pd.DataFrame(rows)
+
+
+def sgld_constant_summary(df: pd.DataFrame) -> dict:
+    """How far (in Monte-Carlo sd) the chains are from our exact constant (at most) and from the printed one (at
+    least), and the factor by which the printed excess is too small."""
+    sd = df["± 1 sd (Monte Carlo)"]
+    ours = ((df["chains: Tr(Σ − (NA)⁻¹)"] - df["ours: exact discrete recursion"]) / sd).abs().max()
+    printed = ((df["chains: Tr(Σ − (NA)⁻¹)"] - df["paper's printed εN/2S (BBᵀ = C)"]) / sd).abs().min()
+    ratio = (df["ours, εN²/4S: Lyapunov"] / df["paper's printed εN/2S (BBᵀ = C)"]).mean()
+    return {"max_z_ours": float(ours), "min_z_printed": float(printed), "ratio": float(ratio)}
 
 
 # ------------------------------------------------------------------------------------------------ Table 1
 
 
-def load_problem(name: str, *, device: str = "cpu"):
+def load_problem(name: str, *, scaling: str = "unit_length", device: str = "cpu"):
     """Data set ``name`` as a model with its reference posterior: ``(data, model, post_mean, post_cov)`` — the exact
-    posterior for linear regression, the Laplace approximation (with a bias column) for logistic regression."""
-    d = load_tabular(name)
+    posterior of linear regression (σ² = 1, prior precision 1, the paper's "quadratic regulariser 1"), or the
+    Laplace approximation of logistic regression (prior precision 1, with a bias column)."""
+    d = load_tabular(name, scaling=scaling)
     if d.task == "regression":
         model = LinearRegression(d.X, d.y, device=device)
         pm, pc = model.posterior()
@@ -85,13 +181,158 @@ def load_problem(name: str, *, device: str = "cpu"):
     return d, model, pm, pc
 
 
-def table1(name: str, *, S: int, n_chains: int, n_steps: int, thin: int, sgld_scale: float, bbvi_steps: int,
-           seed: int, device: str = "cpu") -> dict:
-    """Table 1 on data set ``name``: every method of :data:`sgdbayes.ou.compare.METHODS` at its setting
-    (:func:`sgdbayes.ou.compare.compare_samplers`)."""
-    _, model, pm, pc = load_problem(name, device=device)
-    return compare_samplers(model, pm, pc, S=S, n_chains=n_chains, n_steps=n_steps, thin=thin, sgld_scale=sgld_scale,
-                            bbvi_steps=bbvi_steps, seed=seed)
+def table1(name: str, *, scaling: str, n_chains: int, n_steps: int, thin: int, bbvi_steps: int, seed: int,
+           device: str = "cpu") -> dict:
+    """Table 1 on data set ``name`` at the paper's settings (:data:`PAPER_SETTINGS`: S, the SGLD step; ε* for
+    constant SGD and SGFS): every method of :data:`sgdbayes.ou.compare.METHODS` (see
+    :func:`sgdbayes.ou.compare.compare_samplers`), with the data's size."""
+    if name not in PAPER_SETTINGS:
+        raise ValueError(f"Table 1 runs on {', '.join(PAPER_SETTINGS)}; got {name!r}")
+    st = PAPER_SETTINGS[name]
+    d, model, pm, pc = load_problem(name, scaling=scaling, device=device)
+    res = compare_samplers(model, pm, pc, S=st["S"], n_chains=n_chains, n_steps=n_steps, thin=thin,
+                           sgld_eps=st["sgld_eps"], bbvi_steps=bbvi_steps, seed=seed)
+    res.update(name=name, N=int(model.N), D=int(model.P), S=st["S"], n_chains=n_chains, n_steps=n_steps)
+    return res
+
+
+def table1_frame(results: dict, *, direction: str = "kl_pq") -> pd.DataFrame:
+    """Table 1: one row per method, for each data set the paper's value beside this run's ``direction``
+    (``"kl_pq"``: KL(posterior ‖ stationary), the paper's; ``"kl_qp"``: the reverse, where the paper has none)."""
+    rows = []
+    for m in METHODS:
+        row = {"method": LABELS[m]}
+        for name, res in results.items():
+            if direction == "kl_pq":
+                row[f"{NAMES[name]}: paper"] = PAPER_TABLE1.get(m, {}).get(name)
+            row[f"{NAMES[name]}: this run"] = res["methods"][m][direction]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table1_details(res: dict) -> pd.DataFrame:
+    """Per method on one data set: the step, both KL directions measured and predicted (Lyapunov and the exact
+    discrete recursion), the slowest relaxation time against the run, the diverged chains and notes."""
+    rows = []
+    for m in METHODS:
+        o = res["methods"][m]
+        rows.append({"method": LABELS[m], "step ε": o["eps"], "KL(p‖q) measured": o["kl_pq"],
+                     "KL(p‖q) Lyapunov": o["kl_pq_pred"], "KL(p‖q) discrete": o["kl_pq_pred_discrete"],
+                     "KL(q‖p) measured": o["kl_qp"], "KL(q‖p) Lyapunov": o["kl_qp_pred"],
+                     "relaxation [steps]": o["relax"], "mixed in the run": "yes" if o["mixed"] else "no",
+                     "diverged chains": o["n_diverged"], "note": o["note"] or None})
+    return pd.DataFrame(rows)
+
+
+def _paper_order_pairs(name: str, ours: dict) -> tuple[int, int, float]:
+    """Pairs of methods (among the paper's seven) whose KL order agrees with the paper's table: ``(agree, pairs,
+    Kendall's τ)``; exact ties in the paper (0.005 vs 0.005) count as agreeing either way."""
+    methods = list(PAPER_TABLE1)
+    agree, pairs, s = 0, 0, 0
+    for a, b in combinations(methods, 2):
+        p = np.sign(PAPER_TABLE1[a][name] - PAPER_TABLE1[b][name])
+        o = np.sign(ours[a] - ours[b])
+        pairs += 1
+        agree += int(p == 0 or p == o)
+        s += int(p * o)
+    return agree, pairs, s / pairs
+
+
+def ordering_checks(results: dict) -> pd.DataFrame:
+    """The orderings of Table 1 as the paper's table has them, checked on each data set in KL(posterior ‖ q): the
+    full preconditioners below every other method, SGLD below the diagonal preconditioner, the diagonal
+    preconditioner against plain constant SGD *in the direction the paper's table shows on that data set* (below on
+    Wine and Protein, above on Skin), and the share of all pairs of the paper's seven methods ordered as in the
+    paper (with Kendall's τ)."""
+    rows = []
+    for name, res in results.items():
+        k = {m: res["methods"][m]["kl_pq"] for m in METHODS}
+        p = {m: PAPER_TABLE1[m][name] for m in PAPER_TABLE1}
+        others = [m for m in PAPER_TABLE1 if m not in ("sgd_full", "sgfs_full")]
+        diag_below = p["sgd_diag"] < p["sgd"]
+        agree, pairs, tau = _paper_order_pairs(name, k)
+        rows += [
+            {"data set": NAMES[name], "check": "full H* and SGFS-full below every other method",
+             "paper": "yes", "holds": max(k["sgd_full"], k["sgfs_full"]) < min(k[m] for m in others)},
+            {"data set": NAMES[name], "check": "SGLD (the paper's ε) below diagonal H*",
+             "paper": "yes" if p["sgld"] < p["sgd_diag"] else "no", "holds": k["sgld"] < k["sgd_diag"]},
+            {"data set": NAMES[name], "check": f"diagonal H* {'below' if diag_below else 'above'} plain constant SGD",
+             "paper": "yes", "holds": (k["sgd_diag"] < k["sgd"]) == diag_below},
+            {"data set": NAMES[name], "check": "pairs of the paper's 7 methods in its order",
+             "paper": f"{pairs} of {pairs}", "holds": f"{agree} of {pairs} (Kendall τ {tau:.2f})"},
+        ]
+    return pd.DataFrame(rows)
+
+
+def ordering_summary(checks: pd.DataFrame) -> dict:
+    """Counts of the boolean ordering checks that hold, overall and per check."""
+    b = checks[checks["holds"].map(lambda v: isinstance(v, (bool, np.bool_)))]
+    return {"held": int(b["holds"].sum()), "of": int(len(b))}
+
+
+def scaling_readings(names=DATASETS) -> pd.DataFrame:
+    """What "rescaled the feature to unit length" could mean: the Lyapunov-predicted KL(posterior ‖ stationary) of
+    constant SGD at ε* and of the diagonal preconditioner H* — no chains — on each data set under three readings
+    (columns standardised; columns centred to unit norm; each example's feature vector of unit norm), beside the
+    paper's values. Linear models without intercept and a centred target; logistic with a bias column of the same
+    scale."""
+    rows = []
+    for name in names:
+        raw = load_tabular(name, scaling="none")
+        norms = np.linalg.norm(raw.X, axis=1, keepdims=True)
+        readings = {"columns standardised": standardize(raw.X), "columns of unit length (centred)": unit_length(raw.X),
+                    "rows of unit length": raw.X / np.where(norms > 0, norms, 1.0)}  # all-zero rows stay zero
+        S = PAPER_SETTINGS[name]["S"]
+        for reading, X in readings.items():
+            if raw.task == "regression":
+                model = LinearRegression(X, raw.y)
+                pm, pc = model.posterior()
+            else:
+                c = 1.0 / np.sqrt(raw.N) if reading.startswith("columns of unit") else 1.0
+                model = LogisticRegression(np.column_stack([X, np.full(raw.N, c)]), raw.y)
+                pm, pc = laplace_posterior(model)
+            A, C = model.hessian(pm), model.noise_covariance(pm)
+            e = th.optimal_learning_rate(C, N=model.N, S=S)
+            kl = {}
+            for key, H, eps in (("sgd", None, e), ("sgd_diag", th.optimal_preconditioner(C, N=model.N, S=S,
+                                                                                          diagonal=True), 1.0)):
+                try:
+                    kl[key] = th.gaussian_kl(pm, pc, pm, th.lyapunov_covariance(A, C, eps=eps, S=S, H=H))
+                except ValueError:  # past the stability limit of the discrete recursion
+                    kl[key] = float("nan")
+            rows.append({"data set": NAMES[name], "reading": reading,
+                         "constant SGD: predicted": kl["sgd"], "constant SGD: paper": PAPER_TABLE1["sgd"][name],
+                         "diagonal H*: predicted": kl["sgd_diag"], "diagonal H*: paper": PAPER_TABLE1["sgd_diag"][name],
+                         "SGLD stability limit": 4.0 / (model.N * np.linalg.eigvalsh(A)[-1]),
+                         "the paper's SGLD ε": PAPER_SETTINGS[name]["sgld_eps"]})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------- Fig. 1, 2
+
+
+def projections(res: dict, methods=("sgd_full", "sgd", "bbvi")) -> list[dict]:
+    """Fig. 1 panels: each method's iterates projected on the smallest- and largest-variance principal components of
+    the posterior, with the projected posterior and the projected Lyapunov prediction (centred at the iterates'
+    mean)."""
+    pm, pc = res["post_mean"], res["post_cov"]
+    w, V = np.linalg.eigh(pc)
+    U = V[:, [0, -1]]
+    out = []
+    for m in methods:
+        o = res["methods"][m]
+        out.append({"title": LABELS[m], "samples": (o["samples"] - pm) @ U, "posterior": (np.zeros(2), U.T @ pc @ U),
+                    "predicted": None if o["pred"] is None else U.T @ o["pred"] @ U})
+    return out
+
+
+def covariance_error(res: dict, method: str = "sgd") -> dict:
+    """Fig. 2 numbers: the relative Frobenius error of the Lyapunov prediction (and of the exact discrete stationary
+    law) against the iterates' covariance, and ``ε λ_max(HA)``, which sets the discretisation error."""
+    o = res["methods"][method]
+    return {"rel_error": relative_error(o["cov"], o["pred"]),
+            "rel_error_discrete": relative_error(o["cov"], o["pred_discrete"]),
+            "eps_lambda_max": float(o["eps"] * np.linalg.eigvalsh(res["A"])[-1])}
 
 
 # --------------------------------------------------------------------------------------- sweep, momentum, NUTS
@@ -103,116 +344,225 @@ def eps_grid(A, C, *, N: int, S: int, points: int) -> np.ndarray:
     return np.geomspace(eps_star / 4, min(4 * eps_star, 0.9 * th.stability_limit(A)), points)
 
 
-def eps_sweep(name: str, *, S: int, points: int, chains: int, n_steps: int, thin: int, seed: int,
+def eps_sweep(name: str, *, scaling: str, S: int, points: int, chains: int, n_steps: int, thin: int, seed: int,
               device: str = "cpu") -> dict:
     """Constant SGD at every learning rate of :func:`eps_grid`, all in one tensor (``chains`` per rate), each group
-    started from its predicted stationary law: the Gaussian fit of each group's iterates, its KL to the posterior
-    (empirical and predicted) and the diverged chains per rate."""
-    _, model, pm, pc = load_problem(name, device=device)
+    started from its predicted stationary law: the KL of each group's Gaussian fit to the posterior in both
+    directions, the predicted KLs, and the diverged chains per rate (groups with a diverged chain are NaN)."""
+    _, model, pm, pc = load_problem(name, scaling=scaling, device=device)
     A, C = model.hessian(pm), model.noise_covariance(pm)
     grid = eps_grid(A, C, N=model.N, S=S, points=points)
-    rng = np.random.default_rng(seed)
+    s = spawn_seeds(seed, 2)
+    rng = np.random.default_rng(s[0])
     init = np.concatenate([rng.multivariate_normal(pm, th.lyapunov_covariance(A, C, eps=e, S=S), size=chains)
                            for e in grid])
     kept = Samples(start=n_steps // 3, thin=thin)
     r = run(model, sgd(np.repeat(grid, chains), S), n_chains=grid.size * chains, n_steps=n_steps, init=init,
-            seed=seed + 100, observers=[kept], A=A, divergence=Divergence(on_divergence="mark"))
+            seed=s[1], observers=[kept], A=A, divergence=Divergence(on_divergence="mark"))
     covs, means = kept.group_cov(points), kept.group_mean(points)
-    kl_emp = [th.gaussian_kl(mu, c, pm, pc) if np.isfinite(c).all() else float("nan")
-              for mu, c in zip(means, covs, strict=True)]
-    kl_pred = [th.kl_to_posterior(th.lyapunov_covariance(A, C, eps=e, S=S), A, N=model.N) for e in grid]
+    ok = [bool(np.isfinite(c).all()) for c in covs]
+    kl_qp = [th.gaussian_kl(mu, c, pm, pc) if g else float("nan") for mu, c, g in zip(means, covs, ok, strict=True)]
+    kl_pq = [th.gaussian_kl(pm, pc, mu, c) if g else float("nan") for mu, c, g in zip(means, covs, ok, strict=True)]
+    preds = [th.lyapunov_covariance(A, C, eps=e, S=S) for e in grid]
     return {"eps": grid, "eps_star": th.optimal_learning_rate(C, N=model.N, S=S), "limit": th.stability_limit(A),
-            "kl_emp": np.array(kl_emp), "kl_pred": np.array(kl_pred), "diverged": r.divergence.per_group(points)}
+            "kl_qp": np.array(kl_qp), "kl_pq": np.array(kl_pq),
+            "kl_qp_pred": np.array([th.gaussian_kl(pm, P, pm, pc) for P in preds]),
+            "kl_pq_pred": np.array([th.gaussian_kl(pm, pc, pm, P) for P in preds]),
+            "diverged": r.divergence.per_group(points)}
 
 
-def momentum_check(name: str, *, S: int, mu: float, n_chains: int, n_steps: int, thin: int, seed: int,
+def momentum_check(name: str, *, scaling: str, S: int, mu: float, n_chains: int, n_steps: int, thin: int, seed: int,
                    device: str = "cpu") -> pd.DataFrame:
     """Momentum SGD (damping ``mu``, ``ε = μ ε*``) against SGD at ``ε*`` and SGD at ``2ε*`` with ``2S`` — the same
-    ``ε/(μS)`` — from the same starts: their stationary covariances."""
-    _, model, pm, pc = load_problem(name, device=device)
+    ``ε/(μS)`` — from the same starts: their stationary covariances against each other and the Lyapunov one."""
+    _, model, pm, pc = load_problem(name, scaling=scaling, device=device)
     A, C = model.hessian(pm), model.noise_covariance(pm)
     eps_star = th.optimal_learning_rate(C, N=model.N, S=S)
     pred = th.lyapunov_covariance(A, C, eps=eps_star, S=S)
-    init = np.random.default_rng(seed).multivariate_normal(pm, pred, size=n_chains)
+    s = spawn_seeds(seed, 4)
+    init = np.random.default_rng(s[0]).multivariate_normal(pm, pred, size=n_chains)
     covs = {}
-    for key, smp in (("sgd", sgd(eps_star, S)), ("momentum", momentum(mu * eps_star, mu, S)),
-                     ("sgd_2S", sgd(2 * eps_star, 2 * S))):
+    runs = (("SGD, ε*, S", sgd(eps_star, S)), (f"momentum μ = {mu:g}, ε = με*, S", momentum(mu * eps_star, mu, S)),
+            ("SGD, 2ε*, 2S", sgd(2 * eps_star, 2 * S)))
+    for (key, smp), sd in zip(runs, s[1:], strict=True):
         kept = Samples(start=n_steps // 3, thin=thin)
-        run(model, smp, n_chains=n_chains, n_steps=n_steps, init=init, seed=seed + 200, observers=[kept], A=A)
+        run(model, smp, n_chains=n_chains, n_steps=n_steps, init=init, seed=sd, observers=[kept], A=A)
         covs[key] = kept.cov()
-    rows = [{"run": key, "Tr Σ": np.trace(c),
-             "‖Σ − Σ_sgd‖/‖Σ_sgd‖": np.linalg.norm(c - covs["sgd"]) / np.linalg.norm(covs["sgd"]),
-             "‖Σ − Σ_Lyapunov‖/‖Σ_Lyapunov‖": np.linalg.norm(c - pred) / np.linalg.norm(pred)}
-            for key, c in covs.items()]
-    return pd.DataFrame(rows).set_index("run")
+    ref = covs["SGD, ε*, S"]
+    return pd.DataFrame([{"run": key, "tr Σ": np.trace(c), "relative difference to SGD at ε*": relative_error(c, ref),
+                          "relative difference to Lyapunov": relative_error(c, pred)} for key, c in covs.items()])
 
 
-def laplace_vs_nuts(name: str, *, n_samples: int, warmup: int, seed: int, device: str = "cpu") -> dict:
-    """NUTS draws from the exact posterior of logistic data set ``name`` against its Laplace approximation."""
-    d, model, lm, lc = load_problem(name, device=device)
+def laplace_vs_nuts(name: str, *, scaling: str, n_samples: int, warmup: int, seed: int, device: str = "cpu") -> dict:
+    """NUTS draws from the exact posterior of logistic data set ``name`` against its Laplace approximation (the
+    paper's reference posterior for logistic regression)."""
+    d, model, lm, lc = load_problem(name, scaling=scaling, device=device)
     draws = nuts(model, num_samples=n_samples, warmup=warmup, seed=seed, max_tree_depth=8).draws
     nm, nc = draws.mean(0), np.cov(draws.T)
     sd_ratio = np.sqrt(np.diag(nc) / np.diag(lc))
+    P = model.P
     return {"max_z_mean": float((np.abs(nm - lm) / np.sqrt(np.diag(lc))).max()), "sd_ratio_min": float(sd_ratio.min()),
             "sd_ratio_max": float(sd_ratio.max()), "kl": th.gaussian_kl(lm, lc, nm, nc),
-            "kl_mc_error": d.D**2 / (4 * n_samples), "D": int(d.D)}
+            "kl_mc_error": P * (P + 3) / (4 * n_samples), "P": int(P)}
 
 
 # -------------------------------------------------------------------------------------------------------- VEM
 
 
-def vem_experiment(X_train, y_train, X_val, y_val, *, name: str, eps_factors, S: int, n_chains: int, n_steps: int,
-                   bbvi_steps: int, lambdas, seed: int, device: str = "cpu") -> dict:
-    """Variational EM for the prior precision λ of softmax regression: constant-SGD VEM at each learning rate
-    ``factor / λ_max(A)`` (``A`` at the λ = 1 MAP), mean-field BBVI VEM, and on the ``lambdas`` grid the validation
-    log-likelihood of the MAP and the closed-form EM maps with their fixed points."""
-    K = int(max(np.max(y_train), np.max(y_val)) + 1)
-    model = SoftmaxRegression(X_train, y_train, n_classes=K, prior_precision=1.0, device=device)
-    mode = map_estimate(model)
-    lmax = max_curvature(model, mode)
-    runs = []
-    for f in eps_factors:
-        r = vem_prior_precision(model, eps=f / lmax, S=S, n_chains=n_chains, n_steps=n_steps, init=mode, seed=seed)
-        runs.append({"eps": f / lmax, "factor": f, "lam": r.prior_precision, "m_step": r.m_step(), "trace": r.trace})
-    model.prior_precision = 1.0
-    q = bbvi(model, family="meanfield", n_steps=bbvi_steps, lr=0.1, n_mc=4, init=mode, learn_prior_precision=True,
-             seed=seed)
-    scan = prior_precision_scan(X_train, y_train, X_val, y_val, lambdas, n_classes=K, eps=runs[-1]["eps"], S=S,
-                                device=device)
-    kinds = ("laplace", "meanfield", "map", "sgd")
-    return {"name": name, "N": model.N, "P": model.P, "lambdas": scan.lambdas, "scores": scan.val_loglik,
-            "lam_val": scan.best_validation, "vem": runs, "lam_bbvi": float(q.prior_precision[-1]),
-            "bbvi_trace": q.prior_precision, "maps": {k: scan.m_step(k) for k in kinds},
-            "fixed": {k: scan.fixed_point(k) for k in kinds}}
+def mnist_data(*, source: str, n_train: int, n_test: int, downsample: int, seed: int):
+    """MNIST for softmax regression: pixels average-pooled by ``downsample``, standardised on the training set
+    (constant pixels dropped), a bias column; from the 5,000 digits shipped offline (``"subset"``) or the full,
+    downloaded MNIST (``"mnist"``). Returns ``(X_train, y_train, X_val, y_val, description)``."""
+    if source == "subset":
+        from sgdbayes.data.mnist import load_mnist_subset
 
+        mn = load_mnist_subset(n_train, n_test, seed=seed, binarize=False, downsample=downsample)
+        what = f"the offline MNIST subset: {n_train:,} training + {n_test:,} validation digits"
+    else:
+        from sgdbayes.data.images import load_mnist
 
-def digits_vem(*, eps_factors, S: int, n_chains: int, n_steps: int, bbvi_steps: int, lambdas, seed: int,
-               device: str = "cpu") -> dict:
-    """:func:`vem_experiment` on scikit-learn's 8×8 digits (2/3 training, 1/3 validation, with a bias column)."""
-    dg = load_tabular("digits")
-    perm = np.random.default_rng(seed).permutation(dg.N)
-    ntr = int(0.67 * dg.N)
-    X = dg.with_bias()
-    return vem_experiment(X[perm[:ntr]], dg.y[perm[:ntr]], X[perm[ntr:]], dg.y[perm[ntr:]],
-                          name="sklearn digits (8×8)", eps_factors=eps_factors, S=S, n_chains=n_chains,
-                          n_steps=n_steps, bbvi_steps=bbvi_steps, lambdas=lambdas, seed=seed, device=device)
-
-
-def mnist_vem(*, n_train: int, n_test: int, downsample: int, eps_factors, S: int, n_chains: int, n_steps: int,
-              bbvi_steps: int, lambdas, seed: int, device: str = "cpu") -> dict:
-    """:func:`vem_experiment` on a subset of the MNIST digits shipped offline, average-pooled by ``downsample``,
-    pixels standardised on the training set (constant pixels dropped), with a bias column."""
-    from sgdbayes.data.mnist import load_mnist_subset
-
-    mn = load_mnist_subset(n_train, n_test, seed=seed, binarize=False, downsample=downsample)
-    xtr = mn.x_train.reshape(n_train, -1).double().numpy()
-    xte = mn.x_test.reshape(n_test, -1).double().numpy()
+        mn = load_mnist(n_train, n_test, binarize=False, downsample=downsample)
+        what = f"MNIST: {n_train:,} training + {n_test:,} test digits"
+    xtr = mn.x_train.reshape(mn.x_train.shape[0], -1).double().numpy()
+    xte = mn.x_test.reshape(mn.x_test.shape[0], -1).double().numpy()
     keep = xtr.std(0) > 0
     mu, sd = xtr[:, keep].mean(0), xtr[:, keep].std(0)
     xtr = np.column_stack([(xtr[:, keep] - mu) / sd, np.ones(len(xtr))])
     xte = np.column_stack([(xte[:, keep] - mu) / sd, np.ones(len(xte))])
     side = 28 // downsample
-    return vem_experiment(xtr, mn.y_train.numpy(), xte, mn.y_test.numpy(),
-                          name=f"MNIST subset ({n_train} train, {side}×{side})", eps_factors=eps_factors, S=S,
-                          n_chains=n_chains, n_steps=n_steps, bbvi_steps=bbvi_steps, lambdas=lambdas, seed=seed,
-                          device=device)
+    return xtr, mn.y_train.numpy(), xte, mn.y_test.numpy(), f"{what}, {side}×{side} pixels"
+
+
+def mnist_vem(*, source: str, n_train: int, n_test: int, downsample: int, S: int, eps_factors, n_chains: int,
+              n_steps: int, bbvi_steps: int, lambdas, seed: int, device: str = "cpu") -> dict:
+    """Variational EM for the prior precision λ of softmax regression on MNIST (§7.3): constant-SGD VEM at ε* (Eq. 15
+    at the λ = 1 MAP) times each of ``eps_factors``, mean-field BBVI VEM, and on the ``lambdas`` grid the validation
+    log-likelihood of the MAP and the closed-form EM maps with their fixed points (evidence, mean-field, point mass,
+    constant SGD's Lyapunov covariance at ε*). Where ε* is past the stability limit ``2/λ_max`` the run is at half
+    the limit and ``note`` says so."""
+    X, y, Xv, yv, what = mnist_data(source=source, n_train=n_train, n_test=n_test, downsample=downsample, seed=seed)
+    K = int(max(y.max(), yv.max()) + 1)
+    model = SoftmaxRegression(X, y, n_classes=K, prior_precision=1.0, device=device)
+    mode = map_estimate(model)
+    lmax = max_curvature(model, mode)
+    eps_star = 2.0 * S * model.P / (model.N * model.noise_trace(mode))
+    limit = 2.0 / lmax
+    runs = []
+    for f, sd in zip(eps_factors, spawn_seeds(seed, len(eps_factors)), strict=True):
+        e = f * eps_star if f * eps_star < limit else 0.5 * limit
+        r = vem_prior_precision(model, eps=e, S=S, n_chains=n_chains, n_steps=n_steps, init=mode, seed=sd)
+        runs.append({"eps": e, "factor": f, "lam": r.prior_precision, "m_step": r.m_step(), "trace": r.trace,
+                     "note": "" if f * eps_star < limit else f"{f:g}ε* is past the stability limit: run at half"})
+    q = bbvi(model, family="meanfield", n_steps=bbvi_steps, lr=0.1, n_mc=4, init=mode, learn_prior_precision=True,
+             seed=seed)
+    scan = prior_precision_scan(X, y, Xv, yv, lambdas, n_classes=K, eps=runs[0]["eps"], S=S, device=device)
+    kinds = ("laplace", "meanfield", "map", "sgd")
+    return {"name": what, "N": int(model.N), "P": int(model.P), "S": S, "eps_star": eps_star,
+            "eps_star_over_limit": eps_star / limit, "lambdas": scan.lambdas, "scores": scan.val_loglik,
+            "lam_val": scan.best_validation, "vem": runs, "lam_bbvi": float(q.prior_precision[-1]),
+            "bbvi_trace": q.prior_precision, "maps": {k: scan.m_step(k) for k in kinds},
+            "fixed": {k: scan.fixed_point(k) for k in kinds}}
+
+
+def vem_table(r: dict) -> pd.DataFrame:
+    """The prior precisions of :func:`mnist_vem` side by side (fixed points outside the grid are missing)."""
+    rows = [("validation-optimal (grid)", r["lam_val"]), ("EM, Laplace q (evidence)", r["fixed"]["laplace"]),
+            ("EM, mean-field Laplace q", r["fixed"]["meanfield"]), ("EM, point mass (MAP-EM)", r["fixed"]["map"]),
+            ("BBVI VEM (mean-field)", r["lam_bbvi"])]
+    for v in r["vem"]:
+        rows += [(f"constant-SGD VEM, ε = {v['factor']:g}ε*", v["lam"]),
+                 (f"  its M-step P/E|θ|², ε = {v['factor']:g}ε*", v["m_step"])]
+    rows.append(("OU prediction at ε*", r["fixed"]["sgd"]))
+    return pd.DataFrame([{"estimate": k, "prior precision λ": (None if v is None or not np.isfinite(v) else v)}
+                         for k, v in rows])
+
+
+# --------------------------------------------------------------------------------- the chapter's bookkeeping
+
+
+def table1_runs(*, scaling: str, n_chains: int, n_steps: int, skin_chains: int, skin_steps: int, thin: int,
+                bbvi_steps: int, seed: int, device: str = "cpu") -> dict:
+    """:func:`table1` on every data set of :data:`DATASETS` (each call cached on its own), Skin with its own chain
+    count and length (its minibatches hold 10,000 examples)."""
+    from sgdbayes.cache import cached
+
+    return {name: cached(table1, name=name, scaling=scaling, n_chains=skin_chains if name == "skin" else n_chains,
+                         n_steps=skin_steps if name == "skin" else n_steps, thin=thin, bbvi_steps=bbvi_steps,
+                         seed=seed, device=device)
+            for name in DATASETS}
+
+
+def record_table1(chapter: str, t1: dict, orders: pd.DataFrame, *, profile: str) -> dict:
+    """Record every Table-1 cell (both KL directions, the paper's value beside KL(posterior ‖ stationary)) and
+    declare the scorecard rows of Table 1 (per data set and its ordering), Fig. 1 and SGFS. Returns the ordering
+    summary."""
+    from sgdbayes import results
+
+    for name, res in t1.items():
+        for m in METHODS:
+            o = res["methods"][m]
+            results.record(chapter, f"kl_pq_{m}_{name}", o["kl_pq"], paper=PAPER_TABLE1.get(m, {}).get(name),
+                           label=f"KL(posterior ‖ stationary), {LABELS[m]}, {NAMES[name]}", unit="nats",
+                           description=f"Gaussian fit to {res['n_chains']} chains × {res['n_steps']} steps (S = "
+                           f"{res['S']}, ε = {o['eps']}) against the {'Laplace' if name == 'skin' else 'exact'} "
+                           f"posterior; Lyapunov prediction {o['kl_pq_pred']:.4g}", profile=profile)
+            results.record(chapter, f"kl_qp_{m}_{name}", o["kl_qp"],
+                           label=f"KL(stationary ‖ posterior), {LABELS[m]}, {NAMES[name]}", unit="nats",
+                           description="the reverse direction (the paper's derivation); its table has none",
+                           profile=profile)
+    osum = ordering_summary(orders)
+    results.record(chapter, "table1_orderings_held", osum["held"], label="Table-1 ordering checks that hold",
+                   description=f"of {osum['of']} checks (full H* lowest, SGLD below diagonal, diagonal vs plain as "
+                   "in the paper's table), in KL(posterior ‖ stationary)", profile=profile)
+    for name, res in t1.items():
+        k = res["methods"]
+        p = {m: PAPER_TABLE1[m][name] for m in PAPER_TABLE1}
+        checks = {
+            "constant SGD within a factor 2": results.within(k["sgd"]["kl_pq"], p["sgd"], rel=1.0),
+            "diagonal H* within a factor 2": results.within(k["sgd_diag"]["kl_pq"], p["sgd_diag"], rel=1.0),
+            "full H* within a factor 3 (or both below 0.1)": results.within(k["sgd_full"]["kl_pq"], p["sgd_full"],
+                                                                           rel=2.0, abs=0.1),
+        }
+        results.claim(
+            chapter, f"table1-{'wine' if name == 'wine_quality' else name}", paper="mandt2017",
+            item=f"Table 1 ({NAMES[name]})",
+            claim=f"KL(posterior ‖ stationary) of each sampler on {NAMES[name]} (the paper's values beside ours).",
+            status=results.verdict(checks), paper_scale=f"UCI {NAMES[name]}, N = {res['N']:,}, S = {res['S']:,}",
+            scale=f"the same data (features of unit length), {res['n_chains']} chains × {res['n_steps']:,} steps "
+            "per method",
+            reason="; ".join(f"{c}: {'yes' if v else 'no'}" for c, v in checks.items())
+            + ". The paper's feature scaling and run lengths are not fully stated, so only factors are compared.",
+            section="csgd-table1", numbers=[f"kl_pq_{m}_{name}" for m in PAPER_TABLE1], profile=profile)
+    results.claim(
+        chapter, "table1-order", paper="mandt2017", item="Table 1 (ordering)",
+        claim="Full preconditioning ≈ SGFS-full below SGLD below the diagonal preconditioner; the diagonal below "
+        "plain constant SGD on Wine and Protein but not on Skin.",
+        status=results.verdict({"all checks hold": osum["held"] == osum["of"],
+                                "most checks hold": osum["held"] >= 0.6 * osum["of"]}),
+        paper_scale="Wine, Skin, Protein", scale="the same data sets",
+        reason=f"{osum['held']} of {osum['of']} ordering checks hold in KL(posterior ‖ stationary).",
+        section="csgd-table1", numbers=["table1_orderings_held"], profile=profile)
+    fig1 = {f"full H* closer than plain SGD and BBVI on {NAMES[n]}": bool(
+        t1[n]["methods"]["sgd_full"]["kl_pq"] < min(t1[n]["methods"]["sgd"]["kl_pq"], t1[n]["methods"]["bbvi"]["kl_pq"]))
+        for n in ("wine_quality", "skin")}
+    results.claim(
+        chapter, "fig1", paper="mandt2017", item="Fig. 1",
+        claim="Projected on the posterior's principal axes, preconditioned constant SGD matches the posterior, plain "
+        "constant SGD its scale but not its shape, BBVI neither.",
+        status=results.verdict(fig1), paper_scale="linear regression (Wine) and logistic regression (Skin), 2-D "
+        "projections", scale="the Table-1 runs of Wine and Skin",
+        reason="; ".join(f"{c}: {'yes' if v else 'no'}" for c, v in fig1.items()) + " (KL of the plotted methods).",
+        section="csgd-fig1", numbers=["kl_pq_sgd_full_wine_quality", "kl_pq_sgd_wine_quality",
+                                      "kl_pq_bbvi_wine_quality", "kl_pq_sgd_full_skin", "kl_pq_sgd_skin",
+                                      "kl_pq_bbvi_skin"], profile=profile)
+    sgfs_kl = {n: t1[n]["methods"]["sgfs_full"]["kl_pq"] for n in t1}
+    results.claim(
+        chapter, "sgfs", paper="mandt2017", item="§5 (SGFS)",
+        claim="SGFS with the optimal full preconditioner samples the posterior exactly (KL = 0 under the "
+        "assumptions).",
+        status=results.verdict({f"SGFS-full KL below 1 nat on {NAMES[n]}": v < 1.0 for n, v in sgfs_kl.items()}),
+        paper_scale="theory; Table 1 SGFS rows", scale="the Table-1 runs (EEᵀ = C, ε = ε*)",
+        reason="SGFS-full KL(posterior ‖ stationary): " + ", ".join(f"{NAMES[n]} {v:.3f}"
+                                                                   for n, v in sgfs_kl.items()) + " nats.",
+        section="csgd-table1", numbers=[f"kl_pq_sgfs_full_{n}" for n in t1], profile=profile)
+    return osum

@@ -60,7 +60,7 @@ def _tensor(x, name, dtype, device, ndim) -> torch.Tensor:
         if not torch.isfinite(t.double()).all():
             bad = int((~torch.isfinite(t.double())).sum())
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean or impute the data first")
-    return t.to(device=device, dtype=dtype)
+    return t.to(device=device, dtype=dtype).contiguous()  # row-major: minibatch gathers read whole rows
 
 
 @dataclass(frozen=True)
