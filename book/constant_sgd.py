@@ -47,13 +47,23 @@ nuts_warmup = 150
 mnist_source = "subset"  # the 5,000 MNIST digits shipped offline; "mnist" (paper profile) downloads all
 mnist_n_train = 4000
 mnist_n_test = 1000
-mnist_downsample = 4  # average-pool k×k pixels so the P×P Hessians of the λ scan stay small
+mnist_downsample = (
+    4  # average-pool k×k pixels so the P×P Hessians of the λ scan stay small
+)
 vem_S = 100  # VEM minibatch size
 vem_steps = 3000  # constant-SGD VEM iterations
 vem_chains = 8
 vem_eps_factors = [1.0]  # VEM learning rates as multiples of ε* (Eq. 15)
 vem_bbvi_steps = 2000
-vem_lambdas = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]  # grid for the validation optimum and fixed points
+vem_lambdas = [
+    0.03,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+    30.0,
+]  # grid for the validation optimum and fixed points
 widget_chains = 300
 widget_steps = 300
 widget_live = True  # False: only the static default view
@@ -137,13 +147,25 @@ plots.table(sg)
 
 # %% tags=["remove-input"]
 sgs = X.sgld_constant_summary(sg)
-results.record(CH, "sgld_constant_max_z_ours", sgs["max_z_ours"], label="SGLD excess: chains vs εN²/4S",
-               unit="Monte-Carlo sd",
-               description="largest |chains − exact discrete excess trace| over 3 step sizes, in Monte-Carlo sd",
-               profile=profile)
-results.record(CH, "sgld_constant_min_z_printed", sgs["min_z_printed"], label="SGLD excess: chains vs printed εN/2S",
-               unit="Monte-Carlo sd", description="smallest |chains − the paper's printed excess (read with BBᵀ = "
-               "C)| over 3 step sizes, in Monte-Carlo sd", profile=profile)
+results.record(
+    CH,
+    "sgld_constant_max_z_ours",
+    sgs["max_z_ours"],
+    label="SGLD excess: chains vs εN²/4S",
+    unit="Monte-Carlo sd",
+    description="largest |chains − exact discrete excess trace| over 3 step sizes, in Monte-Carlo sd",
+    profile=profile,
+)
+results.record(
+    CH,
+    "sgld_constant_min_z_printed",
+    sgs["min_z_printed"],
+    label="SGLD excess: chains vs printed εN/2S",
+    unit="Monte-Carlo sd",
+    description="smallest |chains − the paper's printed excess (read with BBᵀ = "
+    "C)| over 3 step sizes, in Monte-Carlo sd",
+    profile=profile,
+)
 glue("csgd-sgld-z-ours", sgs["max_z_ours"], display=False)
 glue("csgd-sgld-z-printed", sgs["min_z_printed"], display=False)
 glue("csgd-sgld-ratio", sgs["ratio"], display=False)
@@ -178,9 +200,21 @@ plots.table(readings)
 
 # %% tags=["remove-input"]
 w_read = readings[readings["data set"] == "Wine"].set_index("reading")
-glue("csgd-read-unit-sgd", w_read.loc["columns of unit length (centred)", "constant SGD: predicted"], display=False)
-glue("csgd-read-unit-diag", w_read.loc["columns of unit length (centred)", "diagonal H*: predicted"], display=False)
-glue("csgd-read-std-sgd", w_read.loc["columns standardised", "constant SGD: predicted"], display=False)
+glue(
+    "csgd-read-unit-sgd",
+    w_read.loc["columns of unit length (centred)", "constant SGD: predicted"],
+    display=False,
+)
+glue(
+    "csgd-read-unit-diag",
+    w_read.loc["columns of unit length (centred)", "diagonal H*: predicted"],
+    display=False,
+)
+glue(
+    "csgd-read-std-sgd",
+    w_read.loc["columns standardised", "constant SGD: predicted"],
+    display=False,
+)
 
 # %% [markdown]
 # On Wine, unit-length columns put the predicted KL of constant SGD and of the diagonal preconditioner at
@@ -213,8 +247,17 @@ glue("csgd-read-std-sgd", w_read.loc["columns standardised", "constant SGD: pred
 # $\mathrm{KL}(p\,\|\,q)$, the direction of its table.
 
 # %%
-t1 = X.table1_runs(scaling=scaling, n_chains=n_chains, n_steps=n_steps, skin_chains=skin_chains,
-                   skin_steps=skin_steps, thin=thin, bbvi_steps=bbvi_steps, seed=seed, device=dev)
+t1 = X.table1_runs(
+    scaling=scaling,
+    n_chains=n_chains,
+    n_steps=n_steps,
+    skin_chains=skin_chains,
+    skin_steps=skin_steps,
+    thin=thin,
+    bbvi_steps=bbvi_steps,
+    seed=seed,
+    device=dev,
+)
 plots.table(X.table1_frame(t1))
 
 # %% [markdown]
@@ -258,8 +301,10 @@ glue("csgd-order-of", osum["of"], display=False)
 # Skin. The panels of a row share their axes, so the same posterior has the same shape in each.
 
 # %%
-fig = P.projection_figure([X.projections(t1["wine_quality"]), X.projections(t1["skin"])],
-                          row_titles=["Wine", "Skin"])
+fig = P.projection_figure(
+    [X.projections(t1["wine_quality"]), X.projections(t1["skin"])],
+    row_titles=["Wine", "Skin"],
+)
 glue("fig-csgd-fig1", fig, display=False)
 
 # %% [markdown]
@@ -294,23 +339,42 @@ glue("fig-csgd-fig2", fig, display=False)
 
 # %% tags=["remove-input"]
 ce = X.covariance_error(wine)
-results.record(CH, "cov_rel_error_sgd_wine", ce["rel_error"], label="Fig. 2: relative error of the Lyapunov "
-               "covariance", description="‖Σ_iterates − Σ_Lyapunov‖_F / ‖Σ_Lyapunov‖_F, constant SGD at ε*, Wine",
-               profile=profile)
-results.record(CH, "cov_rel_error_sgd_wine_discrete", ce["rel_error_discrete"], label="Fig. 2: relative error of "
-               "the exact discrete covariance", description="the same against the discrete Lyapunov solution",
-               profile=profile)
+results.record(
+    CH,
+    "cov_rel_error_sgd_wine",
+    ce["rel_error"],
+    label="Fig. 2: relative error of the Lyapunov covariance",
+    description="‖Σ_iterates − Σ_Lyapunov‖_F / ‖Σ_Lyapunov‖_F, constant SGD at ε*, Wine",
+    profile=profile,
+)
+results.record(
+    CH,
+    "cov_rel_error_sgd_wine_discrete",
+    ce["rel_error_discrete"],
+    label="Fig. 2: relative error of the exact discrete covariance",
+    description="the same against the discrete Lyapunov solution",
+    profile=profile,
+)
 glue("csgd-fig2-err", ce["rel_error"], display=False)
 glue("csgd-fig2-err-disc", ce["rel_error_discrete"], display=False)
 glue("csgd-fig2-elam", ce["eps_lambda_max"], display=False)
 results.claim(
-    CH, "fig2", paper="mandt2017", item="Fig. 2",
+    CH,
+    "fig2",
+    paper="mandt2017",
+    item="Fig. 2",
     claim="The OU-predicted 11-D stationary covariance matches the empirical covariance of the iterates on Wine.",
-    status=results.verdict({"relative Frobenius error below 0.15": ce["rel_error"] < 0.15}),
-    paper_scale="Wine Quality, D = 11", scale=f"Wine, {wine['n_chains']} chains × {wine['n_steps']:,} steps",
+    status=results.verdict(
+        {"relative Frobenius error below 0.15": ce["rel_error"] < 0.15}
+    ),
+    paper_scale="Wine Quality, D = 11",
+    scale=f"Wine, {wine['n_chains']} chains × {wine['n_steps']:,} steps",
     reason=f"The relative Frobenius error of the prediction is {ce['rel_error']:.3f} "
-    f"(ελ_max = {ce['eps_lambda_max']:.2f} sets the discretisation error).", section="csgd-fig2",
-    numbers=["cov_rel_error_sgd_wine", "cov_rel_error_sgd_wine_discrete"], profile=profile)
+    f"(ελ_max = {ce['eps_lambda_max']:.2f} sets the discretisation error).",
+    section="csgd-fig2",
+    numbers=["cov_rel_error_sgd_wine", "cov_rel_error_sgd_wine_discrete"],
+    profile=profile,
+)
 
 # %% [markdown]
 # The relative Frobenius error of the prediction is {glue:text}`csgd-fig2-err:.3f`, of the exact discrete law
@@ -325,10 +389,27 @@ results.claim(
 # stationary law.
 
 # %%
-sw = cached(X.eps_sweep, name="wine_quality", scaling=scaling, S=X.PAPER_SETTINGS["wine_quality"]["S"],
-            points=sweep_points, chains=sweep_chains, n_steps=n_steps, thin=thin, seed=seed, device=dev)
-fig = P.eps_sweep_figure(sw["eps"], sw["kl_pq"], sw["kl_qp"], sw["kl_pq_pred"], sw["kl_qp_pred"], sw["eps_star"],
-                         eps_limit=sw["limit"])
+sw = cached(
+    X.eps_sweep,
+    name="wine_quality",
+    scaling=scaling,
+    S=X.PAPER_SETTINGS["wine_quality"]["S"],
+    points=sweep_points,
+    chains=sweep_chains,
+    n_steps=n_steps,
+    thin=thin,
+    seed=seed,
+    device=dev,
+)
+fig = P.eps_sweep_figure(
+    sw["eps"],
+    sw["kl_pq"],
+    sw["kl_qp"],
+    sw["kl_pq_pred"],
+    sw["kl_qp_pred"],
+    sw["eps_star"],
+    eps_limit=sw["limit"],
+)
 glue("fig-csgd-sweep", fig, display=False)
 
 # %% [markdown]
@@ -343,17 +424,36 @@ glue("fig-csgd-sweep", fig, display=False)
 # %% tags=["remove-input"]
 best = float(sw["eps"][int(np.nanargmin(sw["kl_qp"]))] / sw["eps_star"])
 step = float(sw["eps"][1] / sw["eps"][0])
-results.record(CH, "eps_sweep_argmin_over_eps_star_wine", best, paper=1.0, label="ε minimising KL(q ‖ p) / ε*",
-               description=f"grid ratio ×{step:.2f}; {int(sw['diverged'].sum())} diverged chains", profile=profile)
+results.record(
+    CH,
+    "eps_sweep_argmin_over_eps_star_wine",
+    best,
+    paper=1.0,
+    label="ε minimising KL(q ‖ p) / ε*",
+    description=f"grid ratio ×{step:.2f}; {int(sw['diverged'].sum())} diverged chains",
+    profile=profile,
+)
 glue("csgd-sweep-best", best, display=False)
 results.claim(
-    CH, "eps-star", paper="mandt2017", item="Eq. 15 (optimal ε)",
+    CH,
+    "eps-star",
+    paper="mandt2017",
+    item="Eq. 15 (optimal ε)",
     claim="The constant learning rate ε* = 2SD/(N Tr BBᵀ) minimises KL(stationary ‖ posterior).",
-    status=results.verdict({"the measured minimiser is within one grid step of ε*": bool(
-        1 / step**1.01 <= best <= step**1.01)}),
-    paper_scale="theory; Table 1 runs at ε*", scale=f"Wine, {sweep_points} rates × {sweep_chains} chains",
-    reason=f"The measured minimiser is {best:.2f} ε* on a grid with ratio {step:.2f}.", section="csgd-sweep",
-    numbers=["eps_sweep_argmin_over_eps_star_wine"], profile=profile)
+    status=results.verdict(
+        {
+            "the measured minimiser is within one grid step of ε*": bool(
+                1 / step**1.01 <= best <= step**1.01
+            )
+        }
+    ),
+    paper_scale="theory; Table 1 runs at ε*",
+    scale=f"Wine, {sweep_points} rates × {sweep_chains} chains",
+    reason=f"The measured minimiser is {best:.2f} ε* on a grid with ratio {step:.2f}.",
+    section="csgd-sweep",
+    numbers=["eps_sweep_argmin_over_eps_star_wine"],
+    profile=profile,
+)
 
 # %% [markdown]
 # The measured minimiser of $\mathrm{KL}(q\,\|\,p)$ is {glue:text}`csgd-sweep-best:.2f` $\varepsilon^*$.
@@ -365,28 +465,61 @@ results.claim(
 # $\varepsilon/(\mu S)$), and plain SGD at $2\varepsilon^*$ with $2S$, on Wine, from the same starting points:
 
 # %%
-mt = cached(X.momentum_check, name="wine_quality", scaling=scaling, S=X.PAPER_SETTINGS["wine_quality"]["S"],
-            mu=momentum_mu, n_chains=n_chains, n_steps=n_steps, thin=thin, seed=seed, device=dev)
+mt = cached(
+    X.momentum_check,
+    name="wine_quality",
+    scaling=scaling,
+    S=X.PAPER_SETTINGS["wine_quality"]["S"],
+    mu=momentum_mu,
+    n_chains=n_chains,
+    n_steps=n_steps,
+    thin=thin,
+    seed=seed,
+    device=dev,
+)
 plots.table(mt)
 
 # %% tags=["remove-input"]
 mom = float(mt["relative difference to SGD at ε*"].iloc[1])
-results.record(CH, "momentum_vs_sgd_rel_diff_wine", mom, label="momentum vs SGD: relative covariance difference",
-               description=f"‖Σ_momentum − Σ_SGD‖/‖Σ_SGD‖, μ = {momentum_mu}, ε = με*, Wine", profile=profile)
+results.record(
+    CH,
+    "momentum_vs_sgd_rel_diff_wine",
+    mom,
+    label="momentum vs SGD: relative covariance difference",
+    description=f"‖Σ_momentum − Σ_SGD‖/‖Σ_SGD‖, μ = {momentum_mu}, ε = με*, Wine",
+    profile=profile,
+)
 results.claim(
-    CH, "momentum", paper="mandt2017", item="§5 (momentum)",
+    CH,
+    "momentum",
+    paper="mandt2017",
+    item="§5 (momentum)",
     claim="With momentum only ε/(μS) matters for the stationary covariance.",
-    status=results.verdict({"covariances agree within 10 %": mom < 0.1}), paper_scale="theory",
-    scale=f"Wine, {n_chains} chains each", reason=f"Momentum and plain SGD at the same ε/(μS) differ by {mom:.3f} "
-    "(relative Frobenius).", section="csgd-momentum", numbers=["momentum_vs_sgd_rel_diff_wine"], profile=profile)
+    status=results.verdict({"covariances agree within 10 %": mom < 0.1}),
+    paper_scale="theory",
+    scale=f"Wine, {n_chains} chains each",
+    reason=f"Momentum and plain SGD at the same ε/(μS) differ by {mom:.3f} "
+    "(relative Frobenius).",
+    section="csgd-momentum",
+    numbers=["momentum_vs_sgd_rel_diff_wine"],
+    profile=profile,
+)
 results.claim(
-    CH, "sgld", paper="mandt2017", item="§5 (SGLD)",
+    CH,
+    "sgld",
+    paper="mandt2017",
+    item="§5 (SGLD)",
     claim="Constant-rate SGLD overestimates the posterior covariance by (ε/2S)A⁻¹BBᵀ (commuting case).",
-    status="partly", paper_scale="theory", scale=f"2-D quadratic, {sgld_check_chains:,} chains per step size",
+    status="partly",
+    paper_scale="theory",
+    scale=f"2-D quadratic, {sgld_check_chains:,} chains per step size",
     reason="SGLD does overestimate the posterior covariance by an excess linear in ε, but the chains agree with "
     f"εN²/4S·A⁻¹C (within {sgs['max_z_ours']:.1f} sd), not with the printed constant (≥ {sgs['min_z_printed']:.0f} "
-    "sd away).", section="csgd-sgld", numbers=["sgld_constant_max_z_ours", "sgld_constant_min_z_printed"],
-    profile=profile)
+    "sd away).",
+    section="csgd-sgld",
+    numbers=["sgld_constant_max_z_ours", "sgld_constant_min_z_printed"],
+    profile=profile,
+)
 
 # %% [markdown]
 # (csgd-nuts)=
@@ -396,8 +529,15 @@ results.claim(
 # {cite:p}`hoffman2014` samples the exact posterior; we compare its moments with Laplace's.
 
 # %%
-nv = cached(X.laplace_vs_nuts, name="skin", scaling=scaling, n_samples=nuts_samples, warmup=nuts_warmup, seed=seed,
-            device=dev)
+nv = cached(
+    X.laplace_vs_nuts,
+    name="skin",
+    scaling=scaling,
+    n_samples=nuts_samples,
+    warmup=nuts_warmup,
+    seed=seed,
+    device=dev,
+)
 glue("csgd-nuts-z", nv["max_z_mean"], display=False)
 glue("csgd-nuts-sdlo", nv["sd_ratio_min"], display=False)
 glue("csgd-nuts-sdhi", nv["sd_ratio_max"], display=False)
@@ -405,9 +545,15 @@ glue("csgd-nuts-kl", nv["kl"], display=False)
 glue("csgd-nuts-klmc", nv["kl_mc_error"], display=False)
 
 # %% tags=["remove-input"]
-results.record(CH, "laplace_vs_nuts_kl_skin", nv["kl"], label="KL(Laplace ‖ NUTS fit), Skin", unit="nats",
-               description=f"{nuts_samples} NUTS draws; Monte-Carlo bias of that KL ≈ {nv['kl_mc_error']:.3f}",
-               profile=profile)
+results.record(
+    CH,
+    "laplace_vs_nuts_kl_skin",
+    nv["kl"],
+    label="KL(Laplace ‖ NUTS fit), Skin",
+    unit="nats",
+    description=f"{nuts_samples} NUTS draws; Monte-Carlo bias of that KL ≈ {nv['kl_mc_error']:.3f}",
+    profile=profile,
+)
 
 # %% [markdown]
 # NUTS's means sit within {glue:text}`csgd-nuts-z:.2f` Laplace standard deviations of the mode, its standard
@@ -434,9 +580,21 @@ results.record(CH, "laplace_vs_nuts_kl_skin", nv["kl"], label="KL(Laplace ‖ NU
 # mass (MAP-EM) and constant SGD's Lyapunov covariance at $\varepsilon^*$ — independent checks of the stochastic runs.
 
 # %%
-vem = cached(X.mnist_vem, source=mnist_source, n_train=mnist_n_train, n_test=mnist_n_test,
-             downsample=mnist_downsample, S=vem_S, eps_factors=vem_eps_factors, n_chains=vem_chains,
-             n_steps=vem_steps, bbvi_steps=vem_bbvi_steps, lambdas=vem_lambdas, seed=seed, device=dev)
+vem = cached(
+    X.mnist_vem,
+    source=mnist_source,
+    n_train=mnist_n_train,
+    n_test=mnist_n_test,
+    downsample=mnist_downsample,
+    S=vem_S,
+    eps_factors=vem_eps_factors,
+    n_chains=vem_chains,
+    n_steps=vem_steps,
+    bbvi_steps=vem_bbvi_steps,
+    lambdas=vem_lambdas,
+    seed=seed,
+    device=dev,
+)
 fig = P.vem_figure(vem)
 glue("fig-csgd-vem", fig, display=False)
 plots.table(X.vem_table(vem))
@@ -455,39 +613,92 @@ plots.table(X.vem_table(vem))
 v0 = vem["vem"][0]
 ratio_val = float(np.log10(v0["lam"] / vem["lam_val"]))
 ratio_bbvi = float(np.log10(v0["lam"] / vem["lam_bbvi"]))
-results.record(CH, "vem_lam_sgd_mnist", v0["lam"], label="λ, constant-SGD VEM at ε*", description=vem["name"],
-               profile=profile)
-results.record(CH, "vem_lam_val_mnist", vem["lam_val"], label="λ, validation optimum (grid)",
-               description=vem["name"], profile=profile)
-results.record(CH, "vem_lam_bbvi_mnist", vem["lam_bbvi"], label="λ, mean-field BBVI VEM", description=vem["name"],
-               profile=profile)
-results.record(CH, "vem_log10_ratio_vem_val_mnist", ratio_val, paper=0.0, label="log10(λ_VEM / λ_validation)",
-               description="the paper: they agree", profile=profile)
-results.record(CH, "vem_eps_star_over_limit", vem["eps_star_over_limit"], label="ε* λ_max / 2 (VEM)",
-               description="< 1: ε* is below the stability limit", profile=profile)
+results.record(
+    CH,
+    "vem_lam_sgd_mnist",
+    v0["lam"],
+    label="λ, constant-SGD VEM at ε*",
+    description=vem["name"],
+    profile=profile,
+)
+results.record(
+    CH,
+    "vem_lam_val_mnist",
+    vem["lam_val"],
+    label="λ, validation optimum (grid)",
+    description=vem["name"],
+    profile=profile,
+)
+results.record(
+    CH,
+    "vem_lam_bbvi_mnist",
+    vem["lam_bbvi"],
+    label="λ, mean-field BBVI VEM",
+    description=vem["name"],
+    profile=profile,
+)
+results.record(
+    CH,
+    "vem_log10_ratio_vem_val_mnist",
+    ratio_val,
+    paper=0.0,
+    label="log10(λ_VEM / λ_validation)",
+    description="the paper: they agree",
+    profile=profile,
+)
+results.record(
+    CH,
+    "vem_eps_star_over_limit",
+    vem["eps_star_over_limit"],
+    label="ε* λ_max / 2 (VEM)",
+    description="< 1: ε* is below the stability limit",
+    profile=profile,
+)
 glue("csgd-vem-val", ratio_val, display=False)
 glue("csgd-vem-bbvi", ratio_bbvi, display=False)
 glue("csgd-vem-msq", v0["m_step"] / v0["lam"], display=False)
 glue("csgd-vem-lam", v0["lam"], display=False)
 glue("csgd-vem-P", vem["P"], display=False)
 results.claim(
-    CH, "vem-mnist", paper="mandt2017", item="§7.3, Fig. 6 (MNIST)",
+    CH,
+    "vem-mnist",
+    paper="mandt2017",
+    item="§7.3, Fig. 6 (MNIST)",
     claim="Constant-SGD variational EM finds a prior precision λ close to the validation-optimal one and to BBVI's.",
-    status=results.verdict({"within a factor 3 of the validation optimum": abs(ratio_val) < np.log10(3),
-                            "within a factor 3 of BBVI's": abs(ratio_bbvi) < np.log10(3)}),
+    status=results.verdict(
+        {
+            "within a factor 3 of the validation optimum": abs(ratio_val) < np.log10(3),
+            "within a factor 3 of BBVI's": abs(ratio_bbvi) < np.log10(3),
+        }
+    ),
     paper_scale="Bayesian softmax regression on MNIST (60,000 digits, 28×28)",
     scale=f"{vem['name']} (P = {vem['P']:,}), ε* with S = {vem_S}, {vem_chains} chains × {vem_steps:,} steps",
     reason=f"λ_VEM / λ_validation = 10^{ratio_val:.2f} and λ_VEM / λ_BBVI = 10^{ratio_bbvi:.2f}; the estimators "
-    "target different fixed points (see the text).", section="csgd-vem",
-    numbers=["vem_lam_sgd_mnist", "vem_lam_val_mnist", "vem_lam_bbvi_mnist", "vem_log10_ratio_vem_val_mnist"],
-    profile=profile)
+    "target different fixed points (see the text).",
+    section="csgd-vem",
+    numbers=[
+        "vem_lam_sgd_mnist",
+        "vem_lam_val_mnist",
+        "vem_lam_bbvi_mnist",
+        "vem_log10_ratio_vem_val_mnist",
+    ],
+    profile=profile,
+)
 results.claim(
-    CH, "vem-covertype", paper="mandt2017", item="§7.3, Fig. 6 (covertype)",
-    claim="The same agreement on covertype.", status="not run",
+    CH,
+    "vem-covertype",
+    paper="mandt2017",
+    item="§7.3, Fig. 6 (covertype)",
+    claim="The same agreement on covertype.",
+    status="not run",
     paper_scale="Bayesian softmax regression on UCI covertype (581,012 examples, 54 features, 7 classes)",
-    scale="not run", reason="Covertype is not available offline on the build machines; the same VEM runs on it "
+    scale="not run",
+    reason="Covertype is not available offline on the build machines; the same VEM runs on it "
     "with sgdbayes.experiments.constant_sgd.mnist_vem's procedure once the file is downloaded "
-    "(https://archive.ics.uci.edu/dataset/31/covertype).", section="csgd-vem", profile=profile)
+    "(https://archive.ics.uci.edu/dataset/31/covertype).",
+    section="csgd-vem",
+    profile=profile,
+)
 
 # %% [markdown]
 # Constant-SGD VEM at $\varepsilon^*$ ends at $\lambda$ = {glue:text}`csgd-vem-lam:.3g` ($P$ =
@@ -512,8 +723,14 @@ results.claim(
 from sgdbayes.widgets.constant_sgd import stationary_explorer  # noqa: E402
 
 wine_model = X.load_problem("wine_quality", scaling=scaling, device=dev)[1]
-fig0, ui = stationary_explorer(wine, model=wine_model, S=X.PAPER_SETTINGS["wine_quality"]["S"],
-                               n_chains=widget_chains, n_steps=widget_steps, seed=seed)
+fig0, ui = stationary_explorer(
+    wine,
+    model=wine_model,
+    S=X.PAPER_SETTINGS["wine_quality"]["S"],
+    n_chains=widget_chains,
+    n_steps=widget_steps,
+    seed=seed,
+)
 glue("fig-csgd-explorer", fig0, display=False)
 
 # %% [markdown]

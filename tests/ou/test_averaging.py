@@ -208,6 +208,8 @@ def test_running_variance_observer_equals_numpy_variance():
     for rec, t in zip(rv.var, rv.steps, strict=True):
         np.testing.assert_allclose(rec, np.var(x[5:t], axis=0, ddof=1), rtol=1e-12)
     np.testing.assert_array_equal(rv.steps, [12, 19, 26, 33])
+    within = np.mean([np.cov(x[5:, k].T) for k in range(4)], axis=0)     # each chain about its own mean
+    np.testing.assert_allclose(rv.pooled_cov(), within, rtol=1e-10)
 
 
 def test_iasg_windows_are_means_of_the_raw_iterates(problem):

@@ -39,6 +39,7 @@ from sgdbayes.ou.models import LinearRegression, Quadratic, make_linear_regressi
 from sgdbayes.ou.observers import Divergence, RunningVariance, Snapshots, WindowMeans
 from sgdbayes.ou.posteriors import nuts
 from sgdbayes.ou.samplers import polynomial_schedule, sgd, sgld
+from sgdbayes.params import Bool, Choice, Float, Int, List, Rule, Spec
 from sgdbayes.seed import make_generator, spawn_seeds
 
 __all__ = [
@@ -62,6 +63,47 @@ __all__ = [
 
 #: The diagonal preconditioner of the preconditioned configuration of Part 1.
 DIAG_H = (2.0, 0.5)
+
+#: The 2-D quadratic of Part 1: Hessian A and per-example gradient covariance C (misspecified: C ≠ A).
+TOY_A = ((1.0, 0.3), (0.3, 0.5))
+TOY_C = ((1.0, -0.2), (-0.2, 0.6))
+
+PARAMETERS = Spec(
+    profile=Choice("smoke", "default", "paper"),
+    device=Choice("auto", "cpu", "cuda"),
+    seed=Int(min=0),
+    ou_chains=Int(min=10),
+    ou_TS=Int(min=16),
+    ou_eps=List(Float(gt=0, lt=float(2 / np.linalg.eigvalsh(np.array(TOY_A)).max())), min_len=2, unique=True),
+    ou_S=List(Int(min=1), min_len=2, unique=True),
+    ou_break_T=List(Int(min=1), min_len=2, unique=True),
+    N=Int(min=20),
+    D=Int(min=2),
+    fig3_eps=Float(gt=0),
+    fig3_windows=Int(min=1),
+    fig3_chains=Int(min=1),
+    iasg_S=Int(min=1),
+    iasg_eps=Float(gt=0),
+    iasg_bounds=List(Float(gt=0, lt=1), unique=True),
+    burn_in_passes=Int(min=0),
+    sgld_a=Float(gt=0),
+    sgld_b=Float(gt=0),
+    sgld_gamma=Float(min=0, max=1),
+    n_passes=Int(min=3),
+    n_chains=Int(min=2),
+    nuts_chains=Int(min=1),
+    nuts_warmup=Int(min=0),
+    nuts_samples=Int(min=3),
+    widget_live=Bool(),
+    relations=[
+        Rule(lambda p: max(p["ou_S"]) <= p["ou_TS"], "every ou_S must be <= ou_TS (a window of at least one step)",
+             ("ou_S", "ou_TS")),
+        Rule(lambda p: p["burn_in_passes"] < p["n_passes"] - 2, "burn_in_passes must leave at least 3 passes",
+             ("burn_in_passes", "n_passes")),
+        Rule(lambda p: p["iasg_S"] <= p["N"] // 2, "iasg_S must be at most N/2 (a window T = N/S of >= 2 steps)",
+             ("iasg_S", "N")),
+    ],
+)
 
 
 # ---------------------------------------------------------------------------------------------- Part 1: 2-D model
@@ -365,7 +407,7 @@ def sgld_trace(model: LinearRegression, *, S: int, n_passes: int, a: float, b: f
     run(model, sgld(polynomial_schedule(n_steps, a=a, b=b, gamma=gamma), S), n_chains=n_chains, n_steps=n_steps,
         init=theta0, seed=gen, observers=[rv], divergence=Divergence(check_every=1), chunk=chunk)
     passes = np.arange(burn_in_passes + 1, n_passes + 1, dtype=float) * per_pass * S / model.N
-    return VarianceTrace(passes=passes, var=rv.var)
+    return VarianceTrace(passes=passes, var=rv.var, cov=rv.pooled_cov())
 
 
 def nuts_trace(model: LinearRegression, *, n_samples: int, warmup: int, n_chains: int, init: str,
@@ -378,12 +420,14 @@ def nuts_trace(model: LinearRegression, *, n_samples: int, warmup: int, n_chains
     starts = initial_states(model, init, n_chains, make_generator(int(seed) + 1, model.device)).cpu()
     var = np.empty((n_samples - 1, n_chains, model.D))
     passes = np.empty((n_samples - 1, n_chains))
+    centred = []
     for c in range(n_chains):
         r = nuts(model, num_samples=n_samples, warmup=warmup, init=starts[c].clone(),
                  seed=int(torch.randint(2**31 - 1, (1,), generator=gen)))
         var[:, c] = running_variance(torch.as_tensor(r.draws)[None])[:, 0]
         passes[:, c] = r.gradients[1:]
-    return VarianceTrace(passes=passes.mean(1), var=var)
+        centred.append(r.draws - r.draws.mean(0))
+    return VarianceTrace(passes=passes.mean(1), var=var, cov=sample_cov(torch.as_tensor(np.concatenate(centred))))
 
 
 def variance_traces(N: int, D: int, *, S: int, eps_runs: dict, n_passes: int, burn_in_passes: int, n_chains: int,
@@ -491,3 +535,107 @@ def convergence_table(model: LinearRegression, traces_by_init: dict, pred: dict,
                          "final ratio, smallest": final[0], "final ratio, largest": final[1],
                          "passes run": float(t.passes[-1]), "chains": t.var.shape[1]})
     return pd.DataFrame(rows)
+
+
+def burn_in_transient(model: LinearRegression, eps_runs: dict, *, S: int, burn_in_passes: int) -> pd.DataFrame:
+    """What is left of the start after the burn-in: ``e^{−ε (N/S) λ_min b}`` of the initial distance for each IASG
+    setting, and that distance from a prior draw in posterior standard deviations."""
+    lam_min = np.linalg.eigvalsh(model.hessian())[0]
+    mu, cov = model.posterior()
+    dist0 = float(np.sqrt(np.mean(1.0 / model.prior_precision + mu**2) / np.mean(np.diag(cov))))
+    T = model.N // S
+    rows = []
+    for lab, e in eps_runs.items():
+        left = float(np.exp(-e * T * lam_min * burn_in_passes))
+        rows.append({"run": lab, "left of the start": left, "posterior sd from a prior draw": left * dist0})
+    return pd.DataFrame(rows)
+
+
+def sgld_excess(model: LinearRegression, *, S: int, a: float, b: float, gamma: float, n_passes: int,
+                burn_in_passes: int, paper_N: int = 10_000, paper_passes: int = 1000) -> pd.DataFrame:
+    """SGLD's step ``ε_t = a/(b + t)^γ`` at a few iterations and the relative excess variance it leaves along
+    ``λ_min``, ``ε_t N²λ_min/(4S)``, here and at the paper's ``N`` (``λ ≈ 1``)."""
+    lam_min = np.linalg.eigvalsh(model.hessian())[0]
+    T = model.N // S
+    t = np.array([0, T * burn_in_passes, T * n_passes, paper_N * paper_passes // S])
+    e = a / (b + t) ** gamma
+    return pd.DataFrame({"iteration t": t, "ε_t": e, f"excess, N = {model.N:,}": e * model.N**2 * lam_min / (4 * S),
+                         f"excess, N = {paper_N:,}": e * paper_N**2 / (4 * S)})
+
+
+def short_label(label: str) -> str:
+    """A sampler's label short enough for a panel title: "IASG, paper's εN/S", "IASG, bound 10%", "SGLD", "NUTS"."""
+    if label.startswith("IASG"):
+        return "IASG, paper's εN/S" if "paper" in label else "IASG, " + label.split("(")[1].rstrip(")")
+    return label.split(" ")[0]
+
+
+def covariance_maps(model: LinearRegression, traces: dict) -> dict:
+    """Fig. 5: each sampler's estimate of the posterior covariance at the end of its run, ``{short label: [D, D]}``."""
+    return {short_label(lab): tr.cov for lab, tr in traces.items() if tr.cov is not None}
+
+
+
+def paper_setting_shortfall(D: int, *, seed: int, N: int = 10_000, S: int = 10, eps: float = 0.003) -> dict:
+    """The window bias (6) of the paper's IASG setting (N = 10,000, S = 10, T = N/S, ε = 0.003) for the §7.2 problem
+    with noise variance 1: ``x_min = εTλ_min``, ``r(x_min)`` and the bound."""
+    lam_min = np.linalg.eigvalsh(regression_problem(N, D, seed=seed).hessian())[0]
+    T = N // S
+    r, b = iasg_relative_error(np.diag([lam_min, 1.0]), eps=eps, T=T)
+    return {"x_min": eps * T * lam_min, "r": r, "bound": b}
+
+
+def problem_summary(model: LinearRegression) -> dict:
+    """The eigenvalue range of ``A`` and how far the gradient-noise covariance is from it (``‖C − A‖/‖A‖``)."""
+    A = model.hessian()
+    lam = np.linalg.eigvalsh(A)
+    return {"lam_min": float(lam[0]), "lam_max": float(lam[-1]),
+            "c_vs_a": relative_error(model.noise_covariance(), A)}
+
+
+def record_convergence(chapter: str, conv: pd.DataFrame, *, profile: str, S: int, N: int) -> None:
+    """Record, for every sampler and start of :func:`convergence_table`, the passes until both marginal variances
+    stay within 10 % of the posterior's (``"not reached"`` when they do not within the run)."""
+    from sgdbayes import results
+
+    paper = {"IASG": "IASG converges fastest (Figs. 4, visual)", "SGLD": "slower than IASG (Fig. 4, visual)",
+             "NUTS": "slower than IASG (Fig. 4, visual)"}
+    for row in conv.to_dict("records"):
+        p10 = row["passes to 10 %"]
+        ok = p10 is not None and np.isfinite(p10)
+        results.record(chapter, f"passes_to_10pct_{row['tag']}_{row['start']}", float(p10) if ok else "not reached",
+                       paper=paper[row["sampler"].split(" ")[0]], unit="passes",
+                       label=f"passes to 10 %, {row['sampler']}, from the {row['start']}",
+                       description=f"S = {S}, N = {N:,}, {row['chains']} chains, {row['passes run']:.0f} passes run; "
+                       f"final ratios {row['final ratio, smallest']:.2f}, {row['final ratio, largest']:.2f}",
+                       profile=profile)
+
+
+def fig4_checks(conv: pd.DataFrame, bounds) -> tuple[dict, str]:
+    """The checks behind the Fig. 4 scorecard row: IASG at the tightest bound-chosen ε reaches 10 % before NUTS from
+    each start, and IASG at the paper's εN/S reaches 10 % at all. Returns ``(checks, the tag of that IASG run)``."""
+    passes = conv.set_index(["start", "tag"])["passes to 10 %"]
+
+    def reached(start, tag):
+        v = passes.get((start, tag))
+        return v is not None and bool(np.isfinite(v)), v
+
+    tag = f"iasg_bound_{int(round(100 * min(bounds)))}" if len(bounds) else "iasg_paper_eps"
+    checks = {}
+    for start in conv["start"].unique():
+        ok_i, vi = reached(start, tag)
+        ok_n, vn = reached(start, "nuts")
+        checks[f"IASG ({tag.replace('iasg_', '').replace('_', ' ')}) reaches 10 % before NUTS, from the {start}"] = (
+            ok_i and (not ok_n or vi < vn))
+    checks["IASG at the paper's εN/S reaches 10 % (from the mode)"] = reached("mode", "iasg_paper_eps")[0]
+    return checks, tag
+
+
+def covariance_errors(covs: dict, posterior) -> dict:
+    """Relative Frobenius error of each covariance estimate against the posterior's."""
+    return {k: relative_error(v, posterior) for k, v in covs.items()}
+
+
+def best_iasg_error(errors: dict) -> float:
+    """The smallest error of the IASG runs among ``errors``."""
+    return min(v for k, v in errors.items() if k.startswith("IASG"))

@@ -56,10 +56,12 @@ def sample_cov(x: torch.Tensor) -> np.ndarray:
 @dataclass
 class VarianceTrace:
     """Per-chain marginal-variance estimates over a run: ``var`` ``[R, K, D]`` at ``passes`` ``[R]`` (passes through
-    the data spent so far, warm-up or burn-in included)."""
+    the data spent so far, warm-up or burn-in included), and optionally ``cov`` ``[D, D]``, the sampler's estimate of
+    the whole covariance at the end of the run (pooled over chains)."""
 
     passes: np.ndarray
     var: np.ndarray
+    cov: np.ndarray | None = None
 
 
 def running_variance(samples: torch.Tensor) -> np.ndarray:

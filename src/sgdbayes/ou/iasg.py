@@ -54,8 +54,11 @@ class IASGResult:
         return (self.burn_in + self.T * np.arange(1, M + 1)) * self.S / N
 
     def variance_trace(self, N: int) -> VarianceTrace:
-        """Each chain's marginal variance of its samples so far, after each sample from the 2nd on."""
-        return VarianceTrace(passes=self.passes(N)[1:], var=running_variance(self.samples))
+        """Each chain's marginal variance of its samples so far, after each sample from the 2nd on; ``cov``: the
+        covariance of all samples of all chains, each chain centred on its own mean."""
+        x = self.samples.double()
+        return VarianceTrace(passes=self.passes(N)[1:], var=running_variance(self.samples),
+                             cov=sample_cov((x - x.mean(1, keepdim=True)).reshape(-1, x.shape[-1])))
 
 
 def iasg_sample(model, *, eps: float, S: int, T: int | None = None, n_samples: int, n_chains: int = 1,

@@ -255,6 +255,7 @@ class RunningVariance(Observer):
         self.count = 0
         self.mean_ = torch.zeros(n_chains, P, dtype=dtype, device=device)
         self.m2 = torch.zeros_like(self.mean_)
+        self._w2 = torch.zeros(n_chains, P, P, dtype=dtype, device=device)  # Σ (θ − mean)(θ − mean)ᵀ per chain
         self.records, self.steps = [], []
 
     def observe(self, t0, thetas, state, diverged):
@@ -265,6 +266,9 @@ class RunningVariance(Observer):
         cm2 = ((thetas - cmean) ** 2).sum(0)
         delta = cmean - self.mean_
         tot = self.count + n
+        dc = thetas - cmean
+        self._w2 = self._w2 + torch.einsum("nmi,nmj->mij", dc, dc) + (self.count * n / tot) * (
+            delta[:, :, None] * delta[:, None, :])
         self.mean_ = self.mean_ + delta * (n / tot)
         self.m2 = self.m2 + cm2 + delta**2 * (self.count * n / tot)
         self.count = tot
@@ -280,6 +284,15 @@ class RunningVariance(Observer):
     def finish(self, diverged):
         self.var = np.stack(self.records) if self.records else np.empty((0, self.n_chains, self.P))
         self.steps = np.asarray(self.steps)
+        self.diverged = diverged.clone()
+
+    def pooled_cov(self) -> np.ndarray:
+        """The covariance ``[P, P]`` of all states after ``start`` of the non-diverged chains, each chain centred on
+        its own mean (the within-chain covariances averaged, weighted by their counts)."""
+        ok = ~self.diverged
+        if self.count < 2 or not bool(ok.any()):
+            raise DivergenceError("fewer than 2 states, or no chain that did not diverge")
+        return (self._w2[ok].sum(0) / (int(ok.sum()) * (self.count - 1))).double().cpu().numpy()
 
 
 class Snapshots(Observer):

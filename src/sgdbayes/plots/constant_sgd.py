@@ -123,6 +123,10 @@ def eps_sweep_figure(eps, kl_pq, kl_qp, kl_pq_pred, kl_qp_pred, eps_star, *, eps
     return fig
 
 
+def _times(f) -> str:
+    return "" if f == 1 else f"{f:g}"
+
+
 def _finite(x):
     return x is not None and np.isfinite(x)
 
@@ -139,7 +143,7 @@ def vem_figure(r):
     marks = [(r["lam_val"], "validation optimum", "black", "-"),
              (r["fixed"].get("laplace"), "EM, Laplace q (evidence)", "grey", "--"),
              (r["lam_bbvi"], "BBVI VEM", PALETTE[2], ":")]
-    marks += [(v["lam"], f"constant-SGD VEM, {v['factor']:g}ε*", vem_colors[i % 3], "-.")
+    marks += [(v["lam"], f"constant-SGD VEM, {_times(v['factor'])}ε*", vem_colors[i % 3], "-.")
               for i, v in enumerate(r["vem"])]
     handles = []
     for x, name, c, ls in marks:

@@ -38,7 +38,7 @@ def stationary_figure(model, A, C, post_mean, post_cov, *, eps_factor: float = 1
     limit = stability_limit(A, H)
     w, V = np.linalg.eigh(post_cov)
     U = V[:, [0, -1]]
-    fig, axes = new_figure(1, 1, width=4.6, height=3.6)
+    fig, axes = new_figure(1, 1, width=4.6, height=3.4)
     ax = axes[0][0]
     e = ellipse(np.zeros(2), U.T @ post_cov @ U)
     ax.plot(e[:, 0], e[:, 1], color=COLORS["posterior"], lw=2, label="posterior")
@@ -60,7 +60,7 @@ def stationary_figure(model, A, C, post_mean, post_cov, *, eps_factor: float = 1
         ax.set_title(f"{name}, ε = {eps:.3g}, S = {S}")
     ax.set_xlabel("smallest posterior PC")
     ax.set_ylabel("largest posterior PC")
-    ax.legend(loc="upper right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     if limits is not None:
         widgets.fix_limits(ax, xlim=(-limits[0], limits[0]), ylim=(-limits[1], limits[1]))
     return fig
