@@ -17,10 +17,12 @@ The settings (:func:`sampler_settings`), those of the paper's §7.1 unless said 
 - ``sgld_matched``: SGLD with the same step on ``L`` as constant SGD at ε*, ``(ε/2)N = ε*`` (this book's addition);
 - ``sgfs_diag`` / ``sgfs_full``: SGFS at ε = ε* with injected noise ``EEᵀ = C`` (the paper does not state its
   ``EEᵀ``) and the optimal preconditioner of :func:`~sgdbayes.ou.theory.sgfs_optimal_preconditioner`;
-- ``bbvi``: mean-field Gaussian BBVI (reparameterisation gradients).
+- ``bbvi``: mean-field Gaussian BBVI (reparameterisation gradients on minibatches of the same ``S``).
 
 Where a setting is past the stability limit of the discrete recursion (the optimal preconditioners assume the OU
-limit), its step is reduced to ``stable_fraction`` × the limit and the setting says so (``note``).
+limit), the preconditioned samplers run at the step below the limit that minimises the exact discrete stationary
+law's KL(stationary ‖ posterior) — the discrete analogue of their optimality —, SGLD at ``stable_fraction`` × its
+limit; the setting says so (``note``).
 """
 
 from __future__ import annotations
@@ -50,11 +52,21 @@ class Setting:
     note: str = ""
 
 
-def _clip(eps, limit, fraction):
-    """``(eps, note)``: ``eps``, or ``fraction`` × ``limit`` when ``eps`` is past the stability limit."""
+def _clip(eps, limit, fraction, kl=None):
+    """``(eps, note)``: ``eps`` when it is below the stability limit; otherwise the step in ``(0, limit)`` that
+    minimises ``kl(step)`` (the KL of the exact discrete stationary law) when ``kl`` is given, else ``fraction`` ×
+    ``limit``."""
     if eps < limit:
         return float(eps), ""
-    return float(fraction * limit), f"ε {eps:.3g} is past the stability limit {limit:.3g}: run at {fraction:g}×"
+    if kl is None:
+        return float(fraction * limit), f"ε {eps:.3g} is past the stability limit {limit:.3g}: run at {fraction:g}×"
+    from scipy.optimize import minimize_scalar
+
+    best = minimize_scalar(lambda u: kl(limit * u), bounds=(0.05, 0.995), method="bounded",
+                           options={"xatol": 1e-3})
+    e = float(limit * best.x)
+    return e, (f"ε {eps:.3g} is past the stability limit {limit:.3g}: run at ε = {e:.3g}, which minimises the "
+               "exact discrete law's KL(stationary ‖ posterior)")
 
 
 def sampler_settings(A, C, *, N: int, S: int, sgld_eps: float | None = None, sgfs_eps: float | None = None,
@@ -74,7 +86,8 @@ def sampler_settings(A, C, *, N: int, S: int, sgld_eps: float | None = None, sgf
             out[key] = Setting(sgd(e_star, S, name="constant SGD"), th.lyapunov_covariance(A, C, eps=e_star, S=S))
         elif key in ("sgd_diag", "sgd_full"):
             h = th.optimal_preconditioner(C, N=N, S=S, diagonal=key == "sgd_diag")
-            e, note = _clip(1.0, th.stability_limit(A, h), stable_fraction)
+            e, note = _clip(1.0, th.stability_limit(A, h), stable_fraction, lambda x, h=h: th.kl_to_posterior(
+                th.lyapunov_covariance(A, C, eps=x, S=S, H=h, discrete=True), A, N=N))
             out[key] = Setting(sgd(e, S, H=h, name=f"SGD, {'diagonal' if key == 'sgd_diag' else 'full'} H*"),
                                th.lyapunov_covariance(A, C, eps=e, S=S, H=h), note)
         elif key in ("sgld", "sgld_matched"):
@@ -90,7 +103,8 @@ def sampler_settings(A, C, *, N: int, S: int, sgld_eps: float | None = None, sgf
             e0 = e_star if sgfs_eps is None else float(sgfs_eps)
             Hf = th.sgfs_optimal_preconditioner(C, C, N=N, eps=e0, S=S, diagonal=diag)
             EEt = np.diag(np.diag(C)) if diag else C
-            e, note = _clip(e0, th.stability_limit(A, Hf), stable_fraction)
+            e, note = _clip(e0, th.stability_limit(A, Hf), stable_fraction, lambda x, Hf=Hf, EEt=EEt: th.kl_to_posterior(
+                th.sgfs_covariance(A, C, EEt, eps=x, H=Hf, S=S, discrete=True), A, N=N))
             out[key] = Setting(sgfs(e, Hf, EEt, S, name=f"SGFS {'diagonal' if diag else 'full'}"),
                                th.sgfs_covariance(A, C, EEt, eps=e, H=Hf, S=S), note)
     return out
@@ -114,15 +128,17 @@ def _discrete_prediction(smp, A, C, N):
 
 def compare_samplers(model, post_mean, post_cov, *, S: int, n_chains: int, n_steps: int, burn_in_relax: float = 3.0,
                      burn_in_max: float = 1 / 3, thin: int = 5, sgld_eps: float | None = None,
-                     sgfs_eps: float | None = None, bbvi_steps: int = 2000, stable_fraction: float = 0.5,
-                     methods=METHODS, seed: int = 0, keep: int = 4000) -> dict:
+                     sgfs_eps: float | None = None, bbvi_steps: int = 2000, bbvi_batch: int | None = -1,
+                     stable_fraction: float = 0.5, methods=METHODS, seed: int = 0, keep: int = 4000) -> dict:
     """Run every method in ``methods`` on ``model``; returns ``{"methods": {method: dict}, "A", "C", "post_mean",
     "post_cov"}``, each method with ``kl_pq``, ``kl_qp`` (Gaussian fit to the iterates against the posterior),
     ``kl_pq_pred``, ``kl_qp_pred`` (Lyapunov prediction), ``kl_pq_pred_discrete`` (exact stationary law of the
     linearised discrete recursion), ``mean``, ``cov``, ``pred``, ``pred_discrete``, ``eps``, ``relax`` (slowest
     relaxation time, steps), ``burn_in``, ``mixed`` (the kept part of the run spans at least 5 relaxation times),
     ``note``, ``samples`` (≤ ``keep`` pooled iterates ``[n, P]`` for plots) and ``n_diverged`` (diverged chains are
-    left out of every statistic). Chains start at ``post_mean`` plus a draw from the predicted stationary law."""
+    left out of every statistic). Chains start at ``post_mean`` plus a draw from the predicted stationary law.
+    BBVI estimates the ELBO's gradient on minibatches of ``bbvi_batch`` examples (default ``-1``: the samplers'
+    ``S``; ``None``: all examples)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
@@ -135,7 +151,9 @@ def compare_samplers(model, post_mean, post_cov, *, S: int, n_chains: int, n_ste
     out = {}
     for i, key in enumerate(methods):
         if key == "bbvi":
-            q = bbvi(model, family="meanfield", n_steps=bbvi_steps, lr=0.02, n_mc=8, seed=seed, init=theta_star)
+            batch = S if bbvi_batch == -1 else bbvi_batch
+            q = bbvi(model, family="meanfield", n_steps=bbvi_steps, lr=0.02, n_mc=8, seed=seed, init=theta_star,
+                     batch_size=None if batch is None or batch >= model.N else batch)
             out[key] = {"mean": q.mean, "cov": q.cov, "pred": None, "pred_discrete": None, "eps": None,
                         "relax": None, "burn_in": None, "mixed": True, "note": "",
                         "samples": rng.multivariate_normal(q.mean, q.cov, size=min(keep, 2000)), "n_diverged": 0}
