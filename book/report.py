@@ -28,27 +28,10 @@ profile = "default"
 from IPython.display import HTML, Markdown, display
 
 from sgdbayes import report
-from sgdbayes.paths import results_dir
 
 card = report.scorecard()
 table = report.report_table()
-profiles = sorted({p for p in table["profile"] if p and p != "—"}) if not table.empty else []
-if table.empty:
-    display(
-        Markdown(
-            f"No chapter has recorded results yet (looked in `{results_dir()}`). "
-            "Run `sgdbayes book` or `sgdbayes run CHAPTER` first."
-        )
-    )
-elif "smoke" in profiles:
-    display(
-        Markdown(
-            "**These numbers come from the `smoke` profile**, which only checks that the code runs: "
-            "no status below means anything at this scale."
-        )
-    )
-if card.attrs.get("duplicates"):
-    display(Markdown("Claims declared twice: " + "; ".join(card.attrs["duplicates"])))
+display(Markdown(report.header_markdown(card, table)))
 display(HTML(report.summary_html(card)))
 
 # %% [markdown]

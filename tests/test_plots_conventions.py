@@ -1,6 +1,5 @@
 """The book's figure and table conventions (sgdbayes.plots): widths, fonts, log axes, tables."""
 
-import io
 import struct
 
 import matplotlib
@@ -123,3 +122,18 @@ def test_table_formats_and_errors():
                                         (float("inf"), "∞"), (np.float32(0.25), "0.25"), (np.int64(7), "7")])
 def test_format_number(value, text):
     assert plots.format_number(value) == text
+
+
+def test_narrow_log_panels_have_no_overlapping_tick_labels():
+    fig, axes = plots.new_figure(3, 1, width=3.6, height=3.6)       # scaled to ~2.3 in per panel
+    for ax in axes.flat:
+        ax.loglog([1e-12, 1.0], [1e-12, 1.0])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes.flat:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            boxes = [t.get_window_extent(renderer) for t in labels if t.get_text() and t.get_visible()]
+            boxes = [b for b in boxes if b.width > 0]
+            assert len(boxes) >= 2
+            for a, b in zip(boxes, boxes[1:]):
+                assert not a.overlaps(b), "tick labels overlap"

@@ -268,3 +268,78 @@ def test_threaded_errors_propagate(small_problem):
         sample_prior(n_samples=4 * 256, sigma_w=1e30, threads=2, chunk=256, **small_problem)
     with pytest.raises(ValueError, match="threads must be None or an int >= 1, got 0"):
         sample_prior(n_samples=10, threads=0, **small_problem)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the native path (sgdbayes/native/prior.cpp): torch's normal stream bit for bit, and the same counts
+# ---------------------------------------------------------------------------------------------------------------
+def _native_or_skip(dims=(7, 40, 40, 1)):
+    import sgdbayes.prior_sampling as ps
+
+    lib = ps._native_prior(dims)
+    if lib is None:
+        pytest.skip("native prior kernel unavailable here (no compiler, or torch's normal stream differs)")
+    return lib
+
+
+@pytest.mark.parametrize("size", [16, 17, 31, 4099, 2001 * 7, 2048 * 2001])
+def test_native_normal_stream_equals_torch_bit_for_bit(size):
+    lib = _native_or_skip()
+    for seed in (0, block_seed(7, 3), 2**40 + 5):
+        ref = torch.empty(size).normal_(generator=torch.Generator().manual_seed(seed))
+        ours = torch.empty(size)
+        lib.sgdb_normal_fill(seed, ours.data_ptr(), size)
+        assert torch.equal(ref.view(torch.int32), ours.view(torch.int32)), (size, seed)
+
+
+def test_native_filter_stream_and_superset():
+    """With an infinite margin the filter returns every network of the block with torch's normals (the stream
+    sliced a few networks at a time, including a partial block and a block whose size is not a multiple of 16);
+    with the real margin it keeps every network that torch finds fitting S."""
+    import sgdbayes.prior_sampling as ps
+    from sgdbayes.data.boolean import boolean_split
+
+    lib = _native_or_skip()
+    P = n_parameters(7, (40, 40))
+    split = boolean_split("0011", 32, seed=0)
+    xs = torch.as_tensor(split.x_train, dtype=torch.float32).contiguous()
+    ys = torch.as_tensor(np.asarray(split.y_train) > 0).to(torch.uint8)
+    for block, keep in ((37, 30), (33, 33), (2048, 2048)):
+        seed = block_seed(0, block)
+        idx = np.empty(block, np.int64)
+        out = torch.empty(block, P)
+        c = lib.sgdb_prior_filter(seed, block, keep, xs.data_ptr(), ys.data_ptr(), 32, 8, 1.0, 1.0, 1e30,
+                                  idx.ctypes.data, out.data_ptr())
+        ref = torch.empty(block, P).normal_(generator=torch.Generator().manual_seed(seed))
+        assert c == keep and (idx[:c] == np.arange(keep)).all()
+        assert torch.equal(out[:keep].view(torch.int32), ref[:keep].view(torch.int32))
+    kept_fitting = 0
+    for j in range(12):
+        seed = block_seed(1, j)
+        idx = np.empty(2048, np.int64)
+        out = torch.empty(2048, P)
+        c = lib.sgdb_prior_filter(seed, 2048, 2048, xs.data_ptr(), ys.data_ptr(), 32, 8, 1.0, 1.0,
+                                  ps.PREFILTER_MARGIN, idx.ctypes.data, out.data_ptr())
+        ref = torch.empty(2048, P).normal_(generator=torch.Generator().manual_seed(seed))
+        logits = ps._forward(ref, xs, ps._layer_sizes(7, (40, 40)), 1.0, 1.0, torch.relu_)
+        fits = np.flatnonzero(((logits > 0) == ys.bool()).all(1).numpy())
+        assert set(fits) <= set(idx[:c].tolist())
+        assert c < 2048 // 20  # it does reject: the screening is not vacuous
+        kept_fitting += len(fits)
+
+
+@pytest.mark.parametrize("with_s", [True, False])
+def test_native_and_torch_paths_give_identical_counts(monkeypatch, with_s):
+    import sgdbayes.prior_sampling as ps
+    from sgdbayes.data.boolean import boolean_inputs, boolean_split
+
+    _native_or_skip()
+    split = boolean_split("0011", 16, seed=1)
+    kw = dict(x_train=split.x_train if with_s else None, y_train=split.y_train if with_s else None,
+              x_test=split.x_test if with_s else boolean_inputs(7), n_samples=3 * 1000 + 123, block=1000,
+              chunk=2000, seed=4, progress=False)
+    native = sample_prior(**kw)
+    monkeypatch.setattr(ps, "USE_NATIVE", False)
+    plain = sample_prior(**kw)
+    assert native.n_consistent == plain.n_consistent > 0
+    assert native.counts == plain.counts

@@ -153,7 +153,7 @@ def test_scorecard_marks_undeclared_expected_claims_and_links(rdir, tmp_path):
     assert int(counts.values.sum()) == len(card)
     html = report.paper_html(card, "mandt2017")
     assert html.count('class="sgd-claim"') == len(card[card["paper"] == "mandt2017"])
-    assert 'data-status="partly"' in html and "(label not found)" in html and "0.5 nats" in html
+    assert 'data-status="partly"' in html and "(section label not found)" in html and "0.5 nats" in html
     assert "sgd-badge" in report.summary_html(card)
 
 

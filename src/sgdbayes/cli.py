@@ -1,6 +1,6 @@
 """``sgdbayes list | run CHAPTER | book`` — run the book's chapters with papermill at any profile.
 
-    sgdbayes list [--profile P]
+    sgdbayes list [--profile P] [--estimate]
     sgdbayes run CHAPTER [--profile P] [-p name=value ...] [--force]
     sgdbayes book [--profile P] [--no-html] [--force]
 """
@@ -154,6 +154,14 @@ def _run_one(root, chapter, params, args, index: str = "") -> None:
 def cmd_list(args) -> int:
     root, chapters, profiles = _setup(args)
     shown = [args.profile] if args.profile_given else profiles.names
+    if args.estimate:
+        from sgdbayes import estimate
+
+        print("Calibrating this machine's throughputs (a few seconds) ...", flush=True)
+        resolved = {name: {p: resolve_parameters(ch, profiles, p) for p in profiles.names}
+                    for name, ch in chapters.items()}
+        print(estimate.render(resolved, profiles.names, shown))
+        return 0
     for name in shown:
         print(f"profile {name}: {profiles.descriptions[name]}")
     print()
@@ -222,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("list", help="chapters and their parameters per profile")
     p_list.add_argument("--profile", default=None)
+    p_list.add_argument("--estimate", action="store_true",
+                        help="predict each chapter's time per profile, here (throughputs measured now) and on a GPU "
+                             "(a stated model)")
     p_list.set_defaults(func=cmd_list)
     p_run = sub.add_parser("run", help="execute one chapter")
     p_run.add_argument("chapter")

@@ -315,6 +315,27 @@ def scorecard(directory: Path | None = None, root: Path | None = None) -> pd.Dat
     return table
 
 
+def header_markdown(card: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The line above the summary: where the numbers come from, a warning for smoke-profile numbers, duplicated
+    claim ids."""
+    from sgdbayes.paths import results_dir
+
+    if table.empty and card.empty:
+        return (f"No chapter has recorded results yet (looked in `{results_dir()}`). Run `sgdbayes book` or "
+                "`sgdbayes run CHAPTER` first.")
+    profiles = sorted({p for p in table["profile"] if p and p != "—"}) if not table.empty else []
+    chapters = sorted(set(table["chapter"])) if not table.empty else []
+    parts = [f"Rows declared by {len(set(card.loc[card['declared'], 'chapter'])) if not card.empty else 0} "
+             f"chapter(s); numbers from {len(chapters)} chapter(s), profile(s): "
+             f"{', '.join(f'`{p}`' for p in profiles) or '—'}."]
+    if "smoke" in profiles:
+        parts.append("**Some numbers come from the `smoke` profile**, which only checks that the code runs: at "
+                     "that scale no status below means anything.")
+    if card.attrs.get("duplicates"):
+        parts.append("Claims declared twice (the later one is shown): " + "; ".join(card.attrs["duplicates"]) + ".")
+    return " ".join(parts)
+
+
 def summary_counts(card: pd.DataFrame) -> pd.DataFrame:
     """Rows: papers; columns: the statuses (and "not declared"); cells: number of scorecard rows."""
     cols = [*STATUSES, UNDECLARED]
@@ -361,33 +382,37 @@ def summary_html(card: pd.DataFrame) -> str:
 
 
 def paper_html(card: pd.DataFrame, paper: str) -> str:
-    """The scorecard of one paper: one row per claim, its numbers (paper beside this build) in a row beneath."""
+    """The scorecard of one paper: one row per claim — its status badge in the first column (scan it to see what
+    holds), then the item and claim, the paper's and this build's scale, the reason and the link to the chapter
+    section; the numbers (paper beside this build) beneath."""
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}; allowed: {', '.join(PAPERS)}")
     rows = card[card["paper"] == paper] if not card.empty else card
-    out = ['<table class="sgd-scorecard table" style="width:100%;table-layout:auto">',
-           "<thead><tr><th>item</th><th>claim</th><th>paper's scale</th><th>this build</th><th>status</th>"
-           "<th>reason</th><th>shown in</th></tr></thead><tbody>"]
+    out = ['<table class="sgd-scorecard table" style="width:100%">',
+           '<thead><tr><th style="width:8.5em">status</th><th>claim, scale, reason</th></tr></thead><tbody>']
     for _, r in rows.iterrows():
         if r["declared"]:
             title = CHAPTER_TITLES.get(r["chapter"], r["chapter"]).split(" (")[0]
-            warn = "" if r["link_ok"] else (' <span title="no (label)= with this name in the chapter source">'
-                                            "(label not found)</span>")
-            where = f'<a class="sgd-section-link" href="{escape(r["link"])}">{escape(title)}</a>{warn}'
+            warn = "" if r["link_ok"] else (' <span class="sgd-warn" title="no (label)= with this name in the '
+                                            'chapter source">(section label not found)</span>')
+            where = (f' · shown in <a class="sgd-section-link" href="{escape(r["link"])}">{escape(title)}</a>'
+                     f"{warn}")
         else:
-            where = "—"
+            where = ""
         extra = "" if r["expected"] else ' <small title="declared by a chapter, not in the expected list">(extra)</small>'
-        out.append(
-            f'<tr class="sgd-claim" data-claim="{escape(r["claim_id"])}" data-status="{escape(r["status"])}">'
-            f'<td style="white-space:nowrap">{escape(r["item"])}{extra}</td><td>{escape(r["claim"])}</td>'
-            f"<td>{escape(r['paper_scale'])}</td><td>{escape(r['scale'])}</td><td>{badge(r['status'])}</td>"
-            f"<td>{escape(r['reason'])}</td><td>{where}</td></tr>")
+        nums = ""
         if r["numbers"]:
             items = "".join(
                 f"<li>{escape(n['label'])}: paper <b>{escape(n['paper'])}</b> · this build "
                 f"<b>{escape(n['value'])}</b></li>" for n in r["numbers"])
-            out.append(f'<tr class="sgd-numbers"><td></td><td colspan="6"><ul style="margin:0;padding-left:1.2em;'
-                       f'font-size:0.9em">{items}</ul></td></tr>')
+            nums = f'<ul class="sgd-numbers">{items}</ul>'
+        out.append(
+            f'<tr class="sgd-claim" data-claim="{escape(r["claim_id"])}" data-status="{escape(r["status"])}">'
+            f"<td>{badge(r['status'])}</td>"
+            f'<td><div class="sgd-claim-text"><b>{escape(r["item"])}</b>{extra} — {escape(r["claim"])}</div>'
+            f'<div class="sgd-scale"><span>Paper: {escape(r["paper_scale"])}</span> · '
+            f'<span>this build: {escape(r["scale"])}</span></div>'
+            f'<div class="sgd-reason">{escape(r["reason"])}{where}</div>{nums}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)
 

@@ -343,16 +343,31 @@ def execute(root: Path, chapter: Chapter, params: dict[str, Any], *, profile: st
 
 
 def _tag_parameter_cells(nb) -> None:
-    """In the book, fold the defaults cell away and show the values this run used (papermill's injected cell);
-    a chapter whose parameters cell is tagged ``remove-cell`` has both removed."""
+    """In the book, the reader sees the chapter's commented parameters cell once, open; papermill's injected cell
+    (the values this run used) is folded beneath it, its first line saying what it is. A chapter whose parameters
+    cell is tagged ``remove-cell`` has both removed."""
     remove = any("parameters" in c.metadata.get("tags", []) and "remove-cell" in c.metadata.get("tags", [])
                  for c in nb.cells)
+    profile = (nb.metadata.get("papermill", {}).get("parameters", {}) or {}).get("profile")
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
-            tags.append("hide-cell")
-        if "injected-parameters" in tags and remove:
-            tags.append("remove-cell")
+        if "parameters" in tags:
+            tags[:] = [t for t in tags if t not in ("hide-cell", "hide-input")]
+        if "injected-parameters" in tags:
+            if remove:
+                tags.append("remove-cell")
+            elif "hide-cell" not in tags:
+                tags.append("hide-cell")
+            cell.metadata.setdefault("mystnb", {}).update({
+                "code_prompt_show": "Show the parameter values this build used",
+                "code_prompt_hide": "Hide the parameter values this build used"})
+            head = (f"# The values this build used (profile {profile!r}; injected by papermill over the defaults "
+                    "above)" if profile else "# The values this build used (injected by papermill)")
+            lines = cell.source.splitlines()
+            if lines and lines[0].strip() == "# Parameters":
+                lines = lines[1:]
+            if not (lines and lines[0].startswith("# The values this build used")):
+                cell.source = "\n".join([head, *lines])
 
 
 def jupyter_book_build(root: Path, *, strict: bool = True) -> None:

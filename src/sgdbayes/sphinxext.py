@@ -8,10 +8,16 @@
   ``_static/vendor``) in its configured order and only on pages that hold saved widget state. myst-nb adds the files
   while pages are written, so they leaked onto later pages and could come out in the wrong order ("define is not
   defined": the AMD bundle loaded before require.js).
+- Sets the theme mode to "auto" when the reader has none stored: pydata-sphinx-theme's page template sets it to
+  ``localStorage.getItem("mode") || ""`` and then logs "Got invalid theme mode: ." as a console error on every
+  first visit before falling back to "auto" itself.
+- Registers the citation style ``author_year_round``: sphinxcontrib-bibtex's author–year style with round brackets,
+  so {cite:t}`mandt2017` reads "Mandt et al. (2017)" and {cite:p} "(Mandt et al., 2017)".
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -69,7 +75,35 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
         context["script_files"] = order_widget_scripts(scripts, widget_js)
 
 
+def _register_round_author_year() -> None:
+    try:
+        from sphinxcontrib.bibtex.plugin import register_plugin
+        from sphinxcontrib.bibtex.style.referencing import BracketStyle
+        from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+    except ImportError:  # pragma: no cover - bibtex not installed: nothing to register
+        return
+
+    def round_brackets() -> BracketStyle:
+        return BracketStyle(left="(", right=")")
+
+    @dataclasses.dataclass
+    class RoundAuthorYearReferenceStyle(AuthorYearReferenceStyle):
+        bracket_parenthetical: BracketStyle = dataclasses.field(default_factory=round_brackets)
+        bracket_textual: BracketStyle = dataclasses.field(default_factory=round_brackets)
+        bracket_author: BracketStyle = dataclasses.field(default_factory=round_brackets)
+        bracket_label: BracketStyle = dataclasses.field(default_factory=round_brackets)
+        bracket_year: BracketStyle = dataclasses.field(default_factory=round_brackets)
+
+    register_plugin("sphinxcontrib.bibtex.style.referencing", "author_year_round",
+                    RoundAuthorYearReferenceStyle, force=True)
+
+
+THEME_MODE_FIX = 'if (!document.documentElement.dataset.mode) { document.documentElement.dataset.mode = "auto"; }'
+
+
 def setup(app) -> dict[str, Any]:
+    _register_round_author_year()
+    app.add_js_file(None, body=THEME_MODE_FIX, priority=100)
     # run late, after every other extension has added its assets for the page
     app.connect("html-page-context", _page_context, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from sgdbayes.data.boolean import (boolean_inputs, boolean_split, boolean_target, lz76_words, lz_complexity,
-                                   random_target_with_lz)
+from sgdbayes.data.boolean import (MINGARD_MASKS, MINGARD_TARGET_MASK, MINGARD_TARGETS, boolean_inputs,
+                                   boolean_split, boolean_target, lz76_words, lz_complexity, mask_split,
+                                   mingard_split, random_target_with_lz)
 
 
 def test_inputs_order():
@@ -83,3 +85,64 @@ def test_split():
     for bad in (128, -1, 2.5):
         with pytest.raises(ValueError, match="n_train"):
             boolean_split("0011", bad)
+
+
+def test_input_order_is_the_authors():
+    """The authors index inputs by i with "{0:07b}".format(i) (generate_inputs_sample.py), i.e. in the order of
+    itertools.product([0, 1], repeat=7); ours must be the same for their bit strings to mean the same functions."""
+    x = boolean_inputs(7).numpy().astype(int)
+    authors = np.array([[int(c) for c in "{0:07b}".format(i)] for i in range(128)])
+    np.testing.assert_array_equal(x, authors)
+    np.testing.assert_array_equal(x, np.array(list(itertools.product([0, 1], repeat=7))))
+
+
+def test_authors_masks_and_targets():
+    for name, mask in MINGARD_MASKS.items():
+        assert len(mask) == 128 and set(mask) == {"0", "1"} and mask.count("1") == 32, name
+    # mask A is the train set the authors' data script drew for the 0011 target: seed 42069, 32 of 128 inputs
+    drawn = np.random.RandomState(42069).choice(range(128), size=32, replace=False)
+    assert MINGARD_MASKS["A"] == "".join("1" if i in drawn else "0" for i in range(128))
+    assert set(MINGARD_TARGETS) == set(MINGARD_TARGET_MASK) == set(range(1, 8))
+    for k, t in MINGARD_TARGETS.items():
+        assert len(t) == 128 and set(t) <= {"0", "1"}, k
+    assert MINGARD_TARGETS[7] == "".join(map(str, boolean_target("0011").astype(int)))
+    assert len(set(MINGARD_TARGETS.values())) == 7
+
+
+@pytest.mark.parametrize("k", range(1, 8))
+def test_mingard_split(k):
+    sp = mingard_split(k)
+    mask = MINGARD_MASKS[MINGARD_TARGET_MASK[k]]
+    assert (sp.n_train, sp.n_test) == (32, 96)
+    np.testing.assert_array_equal(sp.train_idx, [i for i, c in enumerate(mask) if c == "1"])
+    np.testing.assert_array_equal(sp.test_idx, [i for i, c in enumerate(mask) if c == "0"])
+    target = np.array([c == "1" for c in MINGARD_TARGETS[k]])
+    np.testing.assert_array_equal(sp.target, target)
+    x = boolean_inputs(7)
+    assert torch.equal(sp.x_train, x[sp.train_idx]) and torch.equal(sp.x_test, x[sp.test_idx])
+    np.testing.assert_array_equal(sp.y_train.numpy() == 1, target[sp.train_idx])
+    np.testing.assert_array_equal(sp.y_test.numpy() == 1, target[sp.test_idx])
+    same = mingard_split(MINGARD_TARGETS[k], MINGARD_TARGET_MASK[k].lower())
+    np.testing.assert_array_equal(same.train_idx, sp.train_idx)
+
+
+def test_mask_and_target_errors():
+    a, t7 = MINGARD_MASKS["A"], MINGARD_TARGETS[7]
+    with pytest.raises(ValueError, match="mask must be a string of 128 '0'/'1' characters, got length 127"):
+        mingard_split(7, a[:-1])
+    with pytest.raises(ValueError, match="mask must have 32 ones .* got 31"):
+        mingard_split(7, a[0] + "0" + a[2:])  # a[1] is its first one
+    with pytest.raises(ValueError, match="mask must have 32 ones .* got 33"):
+        mingard_split(7, "1" + a[1:])
+    with pytest.raises(ValueError, match=r"target must be a string of 128 .* length 126"):
+        mingard_split(t7[:-2], "A")
+    with pytest.raises(ValueError, match=r"target must be a string of 128 .* characters \['2'\]"):
+        mingard_split(t7[:-1] + "2", "A")
+    with pytest.raises(ValueError, match=r"target number must be one of \[1, 2, 3, 4, 5, 6, 7\], got 0"):
+        mingard_split(0)
+    with pytest.raises(ValueError, match="needs a mask"):
+        mingard_split(t7)
+    with pytest.raises(ValueError, match="target must be 128 bits"):
+        mask_split(np.zeros(64), a)
+    with pytest.raises(ValueError, match="S and E must both be non-empty"):
+        mask_split(t7, "1" * 128)

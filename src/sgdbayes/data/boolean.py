@@ -8,6 +8,15 @@ Complexity. :func:`lz_complexity` is the Lempel–Ziv measure used by the paper 
 ``K_LZ(s) = log₂(L) · [N_w(s) + N_w(reverse s)] / 2`` with L = len(s) and N_w the number of words of the LZ76
 (Lempel & Ziv 1976, exhaustive history) parsing, and ``K_LZ(s) = log₂(L)`` for a constant string. For L = 128 the
 values lie on a grid of step 3.5; the paper's targets have K_LZ ≈ 28–42.
+
+The authors' set-up. :data:`MINGARD_TARGETS` (seven 128-bit targets, numbered 1–7) and :data:`MINGARD_MASKS` (train
+masks "A" and "B", 32 ones each: |S| = 32, |E| = 96) are the strings of the authors' analysis script
+(github guillefix/nn-pacbayes, ``analyze/analyze_perceptron_sgd_vs_bayes2.py``; their result files number the
+targets 0–6). Bit i of each string is input i of :func:`boolean_inputs`: the authors build the inputs as
+``"{0:07b}".format(i)`` for i = 0 … 127 (``generate_inputs_sample.py``), the same order, which is also that of
+``itertools.product([0, 1], repeat=7)``. Mask A is the train set their data script drew for target 7 (0011…):
+``np.random.seed(42069); np.random.choice(range(128), size=32, replace=False)``. :func:`mingard_split` builds S
+and E from a target and its mask (E in input order, as the authors' function strings).
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ from sgdbayes.device import get_device
 from sgdbayes.functions import as_bits
 
 __all__ = [
+    "MINGARD_MASKS",
+    "MINGARD_TARGETS",
+    "MINGARD_TARGET_MASK",
     "BooleanSplit",
     "NAMED_TARGETS",
     "boolean_inputs",
@@ -29,6 +41,8 @@ __all__ = [
     "boolean_target",
     "lz76_words",
     "lz_complexity",
+    "mask_split",
+    "mingard_split",
     "random_target_with_lz",
 ]
 
@@ -226,3 +240,96 @@ def boolean_split(target, n_train: int, seed: int = 0, *, n: int = 7,
     tr, te = torch.as_tensor(train_idx, device=x.device), torch.as_tensor(test_idx, device=x.device)
     return BooleanSplit(n=n, target=t, train_idx=train_idx, test_idx=test_idx,
                         x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the authors' targets and train sets
+# --------------------------------------------------------------------------------------------------------------------
+MINGARD_MASKS = {
+    "A": "01100010000011100000110101000000101100001010000101001000000110010100000000010000000000000001000000101001"
+         "100000010010000101000000",
+    "B": "01001100010100101100001000100010000010010011000010000010001010010000000001100000010000100000000000100010"
+         "010000011000100011000000",
+}
+"""The authors' two train masks on the 128 inputs (bit i = 1: input i is in S); 32 ones each."""
+
+MINGARD_TARGETS = {
+    1: "1000100000000000000000000000000000001000000000000000000000000000000000000000000000000000000000000000000000"
+       "0000000000000000000000",
+    2: "1111111111111111111111111111111101011111011111110111111101111111111111111111111111111111111111111111111111"
+       "1111111111111111111111",
+    3: "1111111111111111111111111111111101110111011101110111011101110111111111111111111111111111111111111111111111"
+       "1111111111111111111111",
+    4: "1111111111111111111111111111111101010101010101010101010101010101111111111111111111111111111111110101010101"
+       "0101010101010101010101",
+    5: "0011001100110011000000000000000000110011001100110000000000000000000000000000000000000000000000000000000000"
+       "0000000000000000000000",
+    6: "0000111100001111000011110000111100001111000011110000111100001111111111111111111111111111111111111111111111"
+       "1111111111111111111111",
+    7: "0011" * 32,
+}
+"""The authors' seven Boolean targets (n = 7), numbered 1–7 in the order of their analysis script."""
+
+MINGARD_TARGET_MASK = {1: "B", 2: "B", 3: "B", 4: "B", 5: "B", 6: "B", 7: "A"}
+"""The mask the authors trained each target on."""
+
+
+def _exact_bits(bits, length: int, name: str) -> np.ndarray:
+    """``bits`` as ``bool [length]``: a string of exactly ``length`` characters '0'/'1', or an array of ``length``
+    values in {0, 1} (or bool); anything else is an error naming what was given."""
+    if isinstance(bits, str):
+        bad = sorted(set(bits) - {"0", "1"})
+        if len(bits) != length or bad:
+            what = f"characters {bad[:5]}" if bad else f"length {len(bits)}"
+            raise ValueError(f"{name} must be a string of {length} '0'/'1' characters, got {what}: {bits[:40]!r}…")
+        return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+    arr = np.asarray(bits)
+    if arr.shape != (length,) or not (arr.dtype == bool or np.isin(arr, (0, 1)).all()):
+        raise ValueError(f"{name} must be {length} bits in {{0, 1}}, got an array of shape {arr.shape} "
+                         f"and dtype {arr.dtype}")
+    return arr.astype(bool)
+
+
+def mask_split(target, mask, *, n: int = 7, n_train: int | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> BooleanSplit:
+    """S and E from a train ``mask`` (2ⁿ bits, 1 = in S) and a ``target`` (exactly 2ⁿ bits, '0'/'1' string or
+    array), both indexed in :func:`boolean_inputs` order; S and E in input order. ``n_train``, if given, is the
+    number of ones the mask must have. Errors: a mask or target of the wrong length or with other characters, a
+    mask of the wrong weight, or one that leaves S or E empty."""
+    n = _check_n(n)
+    length = 2**n
+    t = _exact_bits(target, length, "target")
+    m = _exact_bits(mask, length, "mask")
+    weight = int(m.sum())
+    if n_train is not None and weight != n_train:
+        raise ValueError(f"mask must have {n_train} ones (|S| = {n_train}), got {weight}")
+    if not 0 < weight < length:
+        raise ValueError(f"mask has {weight} ones of {length}; S and E must both be non-empty")
+    x = boolean_inputs(n, dtype=dtype, device=device)
+    y = torch.as_tensor(t, dtype=dtype, device=x.device)
+    train_idx, test_idx = np.flatnonzero(m).astype(np.int64), np.flatnonzero(~m).astype(np.int64)
+    tr, te = torch.as_tensor(train_idx, device=x.device), torch.as_tensor(test_idx, device=x.device)
+    return BooleanSplit(n=n, target=t, train_idx=train_idx, test_idx=test_idx,
+                        x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
+
+
+def mingard_split(target: int | str = 7, mask: str | None = None, *, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32) -> BooleanSplit:
+    """The authors' Boolean set-up (n = 7, |S| = 32): ``target`` a number 1–7 of :data:`MINGARD_TARGETS` (7 is
+    0011…, the paper's headline target) or a 128-bit '0'/'1' string; ``mask`` "A", "B" or a 128-bit string with
+    32 ones, by default the mask the authors used with that target (:data:`MINGARD_TARGET_MASK`; a string target
+    needs an explicit mask)."""
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if int(target) not in MINGARD_TARGETS:
+            raise ValueError(f"target number must be one of {sorted(MINGARD_TARGETS)}, got {target!r}")
+        bits, default_mask = MINGARD_TARGETS[int(target)], MINGARD_TARGET_MASK[int(target)]
+    elif isinstance(target, str):
+        bits, default_mask = target, None
+    else:
+        raise ValueError(f"target must be a number 1–7 or a 128-bit '0'/'1' string, got {target!r}")
+    mask = default_mask if mask is None else mask
+    if mask is None:
+        raise ValueError("a target given as a bit string needs a mask: 'A', 'B' or a 128-bit string with 32 ones")
+    if isinstance(mask, str) and mask.upper() in MINGARD_MASKS:
+        mask = MINGARD_MASKS[mask.upper()]
+    return mask_split(bits, mask, n=7, n_train=32, device=device, dtype=dtype)

@@ -15,12 +15,20 @@ Algorithm (one chunk of networks at a time, see ``auto_chunk_size``):
 3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code);
    for |S| > 2·``CHECK_PREFIX`` a network that misclassifies one of the first ``CHECK_PREFIX`` examples and
    provably has finite logits is known not to have fitted without evaluating the rest (``_epoch_check``).
-   A network at 100% has *fitted* (``epochs_to_fit``); it then trains ``overtrain_epochs`` more epochs and is
-   finished. A network whose parameters or logits stop being finite is finished as *diverged*; one that has not
-   fitted after ``max_epochs`` as *not_fitted*. Finished networks are removed from the stack (parameters and
-   optimiser state), so they receive no further update of any kind and are never counted unless fitted.
-4. A finished network's function is its labelling of the test inputs E: ``logit > threshold`` (threshold 0 for CE
-   and for MSE on ±1 targets, 0.5 for MSE on 0/1 targets).
+   The stop rule (``sgdbayes.ensembles.stop``) decides from that check which networks are finished:
+   - clean (default): a network at 100% has *fitted* (``epochs_to_fit``); it then trains ``overtrain_epochs`` more
+     epochs and is finished; one that has not fitted after ``max_epochs`` is finished as *not_fitted*;
+   - Keras (the authors' code): the fit test thresholds the logit at 0.5; a network is finished at the first epoch
+     ≥ its floor at which it passes (floor = e₀ + wait: its own first fit, or, with the never-reset callback, that
+     of its emulated process's leader, trained first — see ``_train_processes``); at ``max_epochs`` (all epochs of
+     a run) it ends anyway, fitted iff it passes then.
+   A network whose parameters or logits stop being finite is finished as *diverged*. Finished networks are removed
+   from the stack (parameters and optimiser state), so they receive no further update of any kind and are never
+   counted unless fitted.
+4. A finished network's function is its labelling of the test inputs E: ``logit > threshold`` (clean rule:
+   threshold 0 for CE and for MSE on ±1 targets, 0.5 for MSE on 0/1 targets; Keras rule: its ``label_threshold``,
+   0 as in the authors' ``model.predict(test) > 0``). ``fits_by_sign`` records whether ``logit > 0`` classifies
+   all of S correctly at the end (not implied by the Keras fit test).
 
 Losses on one logit z with label y ∈ {0, 1}: ``"ce"`` = BCE-with-logits ``softplus(z) − y z``; ``"mse"`` =
 ``(z − t)²`` with t = 2y − 1 (``mse_targets="pm1"``, default) or t = y (``"01"``). Each is averaged over the
@@ -43,9 +51,10 @@ from torch import Tensor
 from sgdbayes.device import get_device
 from sgdbayes.ensembles.models import FCN, EnsembleModel
 from sgdbayes.ensembles.optim import BatchedOptimizer, make_optimizer
+from sgdbayes.ensembles.stop import StopRule, as_stop_rule, process_layout
 
 __all__ = ["EnsembleResult", "train_ensemble", "network_streams", "epoch_permutations", "auto_chunk_size",
-           "STATUSES", "LOSSES"]
+           "STATUSES", "LOSSES", "StopRule"]
 
 STATUSES = ("fitted", "not_fitted", "diverged")
 LOSSES = ("ce", "mse")
@@ -133,11 +142,17 @@ def epoch_permutations(keys: Tensor, epoch: int, n: int) -> Tensor:
 class EnsembleResult:
     """Outcome of ``train_ensemble`` for M networks (index m ↔ global network ``network_index[m]``).
 
-    ``status`` [M] str in ``STATUSES``; ``epochs_to_fit`` / ``steps_to_fit`` [M] (−1 if never fitted);
-    ``epochs_trained`` [M] (= epochs_to_fit + overtrain_epochs for fitted networks); ``train_accuracy`` and
-    ``train_loss`` [M] on the full S when the network finished; ``test_labels`` bool ``[M, n_test]`` (CPU):
-    ``logit > threshold`` on E when the network finished; ``params`` (only with ``return_params=True``): stacked final
-    parameters ``[M, ...]`` (CPU).
+    ``status`` [M] str in ``STATUSES``: ``"fitted"`` when the stop rule ended the run on a fit (see ``StopRule``),
+    ``"not_fitted"`` when the epoch budget ran out first, ``"diverged"`` when parameters or logits stopped being
+    finite; ``epochs_to_fit`` / ``steps_to_fit`` [M]: the run's own first fit by the rule's fit test (−1 if never);
+    ``epochs_trained`` [M]: the epoch at which it stopped (clean rule: epochs_to_fit + overtrain_epochs for fitted
+    runs); ``train_accuracy`` and ``train_loss`` [M] on the full S when the network finished (accuracy by the fit
+    test); ``fits_by_sign`` bool [M]: whether logit > 0 classified all of S correctly then; ``test_labels`` bool
+    ``[M, n_test]`` (CPU): the recorded function on E (logit > the rule's label threshold); ``process`` [M]: the
+    emulated process of each run (−1 when runs are independent), ``leader`` bool [M]: the run set its process's
+    e₀, ``stop_floor`` [M]: the earliest epoch at which the run could stop on a fit (e₀ + wait; −1 under the clean
+    rule or when never known); ``params`` (only with ``return_params=True``): stacked final parameters
+    ``[M, ...]`` (CPU). A run is *counted* (``counted``) iff it is fitted and fits S by the fit test at its end.
     """
 
     status: np.ndarray
@@ -151,6 +166,11 @@ class EnsembleResult:
     config: dict[str, Any] = field(default_factory=dict)
     params: list[Tensor] | None = None
     wall_time_s: float = float("nan")
+    fits_by_sign: np.ndarray | None = None
+    process: np.ndarray | None = None
+    leader: np.ndarray | None = None
+    stop_floor: np.ndarray | None = None
+    stop_rule: StopRule = field(default_factory=StopRule.clean)
 
     @property
     def n_networks(self) -> int:
@@ -158,30 +178,74 @@ class EnsembleResult:
 
     @property
     def fitted(self) -> np.ndarray:
-        """bool [M]: reached 100% training accuracy (before any overtraining) and did not diverge."""
+        """bool [M]: ended on a fit by the stop rule (clean: reached it before any overtraining) without diverging."""
         return self.status == "fitted"
+
+    @property
+    def counted(self) -> np.ndarray:
+        """bool [M]: the runs whose functions are counted: fitted, and fitting S by the fit test at the end."""
+        return self.fitted & (self.train_accuracy == 1.0)
 
     def counts(self) -> dict[str, int]:
         return {s: int((self.status == s).sum()) for s in STATUSES}
 
-    def function_counts(self, *, require_final_fit: bool = True):
+    def _kept(self, require_final_fit: bool, leaders: bool) -> np.ndarray:
+        keep = self.counted if require_final_fit else self.fitted
+        if not leaders and self.leader is not None:
+            keep = keep & ~self.leader
+        return keep
+
+    def function_counts(self, *, require_final_fit: bool = True, leaders: bool = True):
         """``sgdbayes.functions.FunctionCounts`` of the test labellings of the fitted networks only. With
-        ``require_final_fit`` a fitted network that lost 100% training accuracy during overtraining is left out too."""
+        ``require_final_fit`` a fitted network that lost 100% training accuracy during overtraining is left out too.
+        ``leaders=False`` leaves out the leaders of the Keras rule's emulated processes: the rest is the mixture over
+        e₀ of the runs that followed a leader, which is what processes of many runs (the authors': 1,500) give up to
+        a weight 1/runs_per_process, so fewer runs per process (more e₀ draws) can estimate it."""
         from sgdbayes.functions import FunctionCounts
 
-        keep = self.fitted
-        if require_final_fit:
-            keep = keep & (self.train_accuracy == 1.0)
+        keep = self._kept(require_final_fit, leaders)
         n_bits = int(self.test_labels.shape[1])
         if n_bits == 0:
             raise ValueError("no test inputs were given (X_test=None), so there are no functions to count")
         bits = self.test_labels[torch.from_numpy(keep)]
         return FunctionCounts.from_bits(bits, n_bits) if bits.shape[0] else FunctionCounts.empty(n_bits)
 
+    def top_mass(self, k: int = 1, *, leaders: bool = True) -> tuple[float, float]:
+        """Mass of the k most frequent functions among the counted runs (``leaders=False``: without the Keras
+        rule's process leaders, see ``function_counts``), and its Monte-Carlo standard error.
+
+        The error treats each emulated process as one cluster (runs of a process share e₀, so they are not
+        independent; independent runs are clusters of one): with a_p counted runs of process p on the top-k
+        functions out of n_p, mass = Σa_p / Σn_p and SE² = P/(P−1) · Σ_p (a_p − mass·n_p)² / (Σn_p)² (the ratio
+        estimator's linearised variance over P clusters). The top-k set is chosen from the same runs (a small
+        upward bias for near-ties, ignored). Returns (nan, nan) with no counted run.
+        """
+        k = _positive_int("k", k)
+        keep = self._kept(True, leaders)
+        n = int(keep.sum())
+        if n == 0:
+            return float("nan"), float("nan")
+        bits = self.test_labels[torch.from_numpy(keep)].numpy()
+        _, inverse, freq = np.unique(np.packbits(bits, axis=1), axis=0, return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        top = np.argsort(-freq, kind="stable")[:k]
+        hit = np.isin(inverse, top)
+        cluster = self.process[keep] if self.process is not None else np.full(n, -1)
+        cluster = np.where(cluster >= 0, cluster, -1 - np.arange(n))  # independent runs: one cluster each
+        _, c = np.unique(cluster, return_inverse=True)
+        a, m = np.bincount(c, weights=hit.astype(float)), np.bincount(c).astype(float)
+        mass, P = a.sum() / n, a.shape[0]
+        se = math.sqrt(P / (P - 1) * float(((a - mass * m) ** 2).sum())) / n if P > 1 else float("nan")
+        return float(mass), se
+
     def summary(self) -> dict[str, Any]:
-        f = self.fitted
+        f, c = self.fitted, self.counted
         out: dict[str, Any] = {"n_networks": self.n_networks, **{f"n_{k}": v for k, v in self.counts().items()}}
+        out["n_counted"] = int(c.sum())
+        if self.fits_by_sign is not None:
+            out["n_counted_not_fitting_by_sign"] = int((c & ~self.fits_by_sign).sum())
         out["mean_epochs_to_fit"] = float(self.epochs_to_fit[f].mean()) if f.any() else float("nan")
+        out["mean_epochs_trained"] = float(self.epochs_trained[c].mean()) if c.any() else float("nan")
         out["wall_time_s"] = self.wall_time_s
         out["networks_per_s"] = self.n_networks / self.wall_time_s if self.wall_time_s > 0 else float("nan")
         return out
@@ -189,7 +253,8 @@ class EnsembleResult:
     def __repr__(self) -> str:
         c = self.counts()
         return (f"EnsembleResult(M={self.n_networks}, fitted={c['fitted']}, not_fitted={c['not_fitted']}, "
-                f"diverged={c['diverged']}, n_test={self.test_labels.shape[1]}, wall={self.wall_time_s:.3g} s)")
+                f"diverged={c['diverged']}, n_test={self.test_labels.shape[1]}, rule={self.stop_rule.kind}, "
+                f"wall={self.wall_time_s:.3g} s)")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -271,15 +336,17 @@ def _logit_bound(model: EnsembleModel, params: Sequence[Tensor], m: int, x_max: 
 
 @torch.no_grad()
 def _epoch_check(model, params, logits_shared, X, y, target, threshold, loss, x_max, finishing, has_fit, single):
-    """End-of-epoch check of the m alive networks: numpy ``(finite, fit, acc, loss)`` ``[m]``, where ``finite`` is
-    "parameters and logits on S finite", ``fit`` "all of S classified correctly" and acc / loss (on S) are
-    needed only for networks that finish now (NaN for the others).
+    """End-of-epoch check of the m alive networks: numpy ``(finite, fit, acc, loss, sign_fit)`` ``[m]``, where
+    ``finite`` is "parameters and logits on S finite", ``fit`` "all of S classified correctly" by ``threshold``
+    (class 1 iff logit > threshold), and acc / loss (on S) and ``sign_fit`` ("logit > 0 classifies all of S
+    correctly") are needed only for networks that finish now (NaN / False for the others).
 
     Exactly the full check on S, at less cost: when |S| > 2·``CHECK_PREFIX``, every network is first evaluated on
     the first ``CHECK_PREFIX`` examples of S. A network needs no more if it cannot finish this epoch (``finishing``
     False: not at its budget or at the end of its overtraining), its parameters and prefix logits are finite, its
     ``_logit_bound`` shows its logits on all of S are finite, and it either misclassifies a prefix example (so it
-    has not fitted) or has fitted already (overtraining only needs finiteness). The others get the full check.
+    has not fitted) or has fitted already and only needs finiteness (``has_fit``: the clean rule's overtraining;
+    all False under the Keras rule, which tests the fit every epoch). The others get the full check.
     """
     m, n = finishing.shape[0], X.shape[0]
     finite = torch.ones(m, dtype=torch.bool, device=X.device)
@@ -295,7 +362,7 @@ def _epoch_check(model, params, logits_shared, X, y, target, threshold, loss, x_
         skip = ok.cpu().numpy() & ~finishing & (missed.cpu().numpy() | has_fit)
         need = ~skip
     finite_np = finite.cpu().numpy()
-    fit_np = np.zeros(m, dtype=bool)
+    fit_np, sign_np = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
     acc_np, loss_np = np.full(m, np.nan), np.full(m, np.nan)
     rows = np.flatnonzero(need)
     if rows.size:
@@ -308,9 +375,10 @@ def _epoch_check(model, params, logits_shared, X, y, target, threshold, loss, x_
         correct = (logits > threshold) == y
         finite_np[rows] &= torch.isfinite(logits.sum(1)).cpu().numpy()
         fit_np[rows] = correct.all(1).cpu().numpy()
+        sign_np[rows] = ((logits > 0) == y).all(1).cpu().numpy()
         acc_np[rows] = correct.double().mean(1).cpu().numpy()
         loss_np[rows] = _per_net_loss(logits, target, loss).double().cpu().numpy()
-    return finite_np, fit_np, acc_np, loss_np
+    return finite_np, fit_np, acc_np, loss_np, sign_np
 
 
 def _minibatch(X: Tensor, target: Tensor, perm, s: int, B: int, single: bool) -> tuple[Tensor, Tensor]:
@@ -353,27 +421,34 @@ def train_ensemble(
     max_epochs: int = 10_000,
     max_steps: int | None = None,
     overtrain_epochs: int = 0,
+    stop_rule: StopRule | str | None = None,
     chunk_size: int | str = "auto",
     device: str | torch.device | None = None,
     return_params: bool = False,
     progress: bool = True,
 ) -> EnsembleResult:
-    """Train ``n_networks`` independent copies of ``model`` on (``X_train``, ``y_train``), each to 100% training
-    accuracy (see the module docstring for the algorithm), and label ``X_test`` with each.
+    """Train ``n_networks`` independent copies of ``model`` on (``X_train``, ``y_train``), each until its stop rule
+    ends it (see the module docstring for the algorithm and ``sgdbayes.ensembles.stop`` for the rules), and label
+    ``X_test`` with each.
 
     Shapes: ``X_train [n, *model.in_shape]``, ``y_train [n]`` in {0, 1} (or bool), ``X_test [n_test, *in_shape]``.
     ``optimizer`` one of ``sgd, adam, adagrad, rmsprop, adadelta`` with ``lr`` (None → torch.optim's default) and
     ``optimizer_kwargs`` (e.g. ``{"momentum": 0.9, "nesterov": True}``); ``loss`` ``"ce"`` or ``"mse"`` (targets
-    ``mse_targets`` = ``"pm1"`` or ``"01"``); ``batch_size`` 1 … |S| (None or ≥ |S| → full batch);
-    ``max_epochs`` / ``max_steps`` bound the training *until first fit* (whichever is smaller, in whole epochs);
-    ``overtrain_epochs`` k more epochs after a network first fits. Network m uses the seeds of global index
-    ``index_offset + m`` (shards of one job use consecutive offsets). ``chunk_size`` networks are stacked at once
-    (``"auto"``: ``auto_chunk_size``). ``device`` None → X_train's device if it is a tensor, else
-    ``sgdbayes.get_device("auto")``. Training is float32.
+    ``mse_targets`` = ``"pm1"`` or ``"01"``); ``batch_size`` 1 … |S| (None or ≥ |S| → full batch).
+    ``stop_rule``: ``None`` / ``"clean"`` / ``StopRule.clean()`` (default) or ``"keras"`` /
+    ``StopRule.keras(threshold, wait, shared_callback=, runs_per_process=)``. Clean rule: ``max_epochs`` /
+    ``max_steps`` bound the training *until first fit* (whichever is smaller, in whole epochs) and
+    ``overtrain_epochs`` adds k more epochs after the first fit. Keras rule: ``max_epochs`` is the total number of
+    epochs of a run (Keras' ``epochs``; the authors used 3,000) and the extra epochs are the rule's ``wait``
+    (``overtrain_epochs`` must be 0). Network m uses the seeds of global index ``index_offset + m`` (shards of one
+    job use consecutive offsets; the Keras rule's processes are ranges of global indices, so shards reproduce the
+    single run). ``chunk_size`` networks are stacked at once (``"auto"``: ``auto_chunk_size``). ``device`` None →
+    X_train's device if it is a tensor, else ``sgdbayes.get_device("auto")``. Training is float32.
     """
     t_start = time.perf_counter()
     if not isinstance(model, EnsembleModel):
         raise TypeError(f"model must be an sgdbayes.ensembles model (FCN, CNN), got {type(model).__name__}")
+    rule = as_stop_rule(stop_rule)
     if device is None:
         device = X_train.device if isinstance(X_train, Tensor) else get_device("auto")
     device = get_device(device)
@@ -406,6 +481,9 @@ def train_ensemble(
             raise ValueError(f"max_steps={max_steps} is less than one epoch ({steps_per_epoch} steps of batch {B})")
         max_epochs = min(max_epochs, max_steps // steps_per_epoch)
     k_over = _positive_int("overtrain_epochs", overtrain_epochs, minimum=0)
+    if rule.kind == "keras" and k_over:
+        raise ValueError(f"overtrain_epochs={k_over} belongs to the clean stop rule; under the Keras rule the extra "
+                         f"epochs are its wait: StopRule.keras(wait={k_over})")
     if chunk_size == "auto":
         chunk = auto_chunk_size(model, opt, n_train=n, batch_size=B, n_test=Xe.shape[0], device=device)
     else:
@@ -418,41 +496,152 @@ def train_ensemble(
         target, threshold = 2.0 * y.float() - 1.0, 0.0
     else:
         target, threshold = y.float(), 0.5
+    if rule.kind == "keras":
+        fit_threshold, label_threshold = rule.threshold, rule.label_threshold
+    else:
+        fit_threshold = label_threshold = threshold
 
     config = {"model": repr(model), "n_networks": M, "seed": int(seed), "index_offset": index_offset,
               "optimizer": opt.name, "hyper": dict(opt.hyper), "loss": loss,
               "mse_targets": mse_targets if loss == "mse" else None, "batch_size": B, "n_train": n,
               "n_test": int(Xe.shape[0]), "max_epochs": max_epochs, "overtrain_epochs": k_over,
-              "steps_per_epoch": steps_per_epoch, "threshold": threshold, "chunk_size": chunk, "device": str(device)}
+              "steps_per_epoch": steps_per_epoch, "threshold": fit_threshold, "label_threshold": label_threshold,
+              "stop_rule": rule.describe(), "chunk_size": chunk, "device": str(device)}
     out = {
         "status": np.empty(M, dtype="<U10"),
         "epochs_to_fit": np.full(M, -1, dtype=np.int64),
         "epochs_trained": np.zeros(M, dtype=np.int64),
         "train_accuracy": np.zeros(M, dtype=np.float64),
         "train_loss": np.zeros(M, dtype=np.float64),
+        "fits_by_sign": np.zeros(M, dtype=bool),
+        "stop_floor": np.full(M, -1, dtype=np.int64),
         "test_labels": torch.zeros((M, Xe.shape[0]), dtype=torch.bool),
     }
     params_out = [torch.empty((M, *s)) for s in model.param_shapes] if return_params else None
+    spec = _RunSpec(model, opt, X, y, target, Xe, fit_threshold, label_threshold, loss, B, steps_per_epoch,
+                    max_epochs, k_over, rule.wait if rule.kind == "keras" else None, int(seed), chunk,
+                    return_params)
+    positions = np.arange(M)
+    g_all = index_offset + positions
 
+    def record(indices: np.ndarray, floors: np.ndarray | None) -> np.ndarray:
+        """Train the networks of global ``indices`` (in chunks), write those inside this call's range into ``out``;
+        return their first-fit epochs."""
+        is_inside = (indices >= index_offset) & (indices < index_offset + M)
+        rec = _train_networks(spec, indices, floors, is_inside, bar)
+        inside = np.flatnonzero(is_inside)
+        pos = indices[inside] - index_offset
+        for key in ("status", "epochs_trained", "train_accuracy", "train_loss", "fits_by_sign", "stop_floor"):
+            out[key][pos] = rec[key][inside]
+        out["epochs_to_fit"][pos] = rec["first_fit"][inside]
+        out["test_labels"][torch.from_numpy(pos)] = rec["test_labels"][torch.from_numpy(inside)]
+        if params_out is not None:
+            for k, p in enumerate(rec["params"]):
+                params_out[k][torch.from_numpy(pos)] = p[torch.from_numpy(inside)]
+        return rec["first_fit"]
+
+    process, leader = np.full(M, -1, dtype=np.int64), np.zeros(M, dtype=bool)
     from tqdm.auto import tqdm
 
     with tqdm(total=M, desc=f"{M} nets", unit="net", disable=not progress, leave=False) as bar:
-        for start in range(0, M, chunk):
-            stop = min(start + chunk, M)
-            _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epoch, max_epochs, k_over,
-                         seed, index_offset, start, stop, out, params_out, bar)
+        if not rule.shares_floor:
+            # independent runs; under the Keras rule with fresh callbacks each run's floor is its own e0 + wait
+            record(g_all, None if rule.kind == "clean" else np.full(M, -1, dtype=np.int64))
+        else:
+            process, leader = _train_processes(rule, g_all, record)
 
     steps_to_fit = np.where(out["epochs_to_fit"] >= 0, out["epochs_to_fit"] * steps_per_epoch, -1)
     return EnsembleResult(
         status=out["status"], epochs_to_fit=out["epochs_to_fit"], steps_to_fit=steps_to_fit,
         epochs_trained=out["epochs_trained"], train_accuracy=out["train_accuracy"], train_loss=out["train_loss"],
-        test_labels=out["test_labels"], network_index=np.arange(index_offset, index_offset + M, dtype=np.int64),
-        config=config, params=params_out, wall_time_s=time.perf_counter() - t_start)
+        test_labels=out["test_labels"], network_index=g_all.astype(np.int64), config=config, params=params_out,
+        wall_time_s=time.perf_counter() - t_start, fits_by_sign=out["fits_by_sign"], process=process,
+        leader=leader, stop_floor=out["stop_floor"], stop_rule=rule)
 
 
-def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epoch, max_epochs, k_over, seed,
-                 index_offset, start, stop, out, params_out, bar) -> None:
-    """Train networks ``start … stop−1`` (positions in the result) to completion, writing into ``out``.
+def _train_processes(rule: StopRule, g_all: np.ndarray, record) -> tuple[np.ndarray, np.ndarray]:
+    """The Keras rule with a shared callback (``sgdbayes.ensembles.stop``): networks ``g_all`` (global indices, one
+    contiguous range) grouped into processes of ``rule.runs_per_process`` consecutive indices.
+
+    Phase 1, in rounds: every process that has no leader yet trains its next candidate run (its position 0 first)
+    with its own floor (first fit + wait); a candidate that ever fits is the leader and its first-fit epoch is the
+    process's e₀; one that never fits (budget, divergence) hands the role to the next run, as the never-reset
+    callback would. Candidates outside ``g_all`` are trained for e₀ only. A process stops looking once no run of
+    ``g_all`` is left after its candidate. Phase 2: all other runs of ``g_all`` at once, each with floor e₀ + wait.
+    ``record(indices, floors)`` trains and stores (floors −1: own first fit + wait). Returns (process [M],
+    leader [M]).
+    """
+    R, wait = rule.runs_per_process, rule.wait
+    proc, pos = process_layout(g_all, R)
+    last = {int(p): int(pos[proc == p].max()) for p in np.unique(proc)}
+    cand = dict.fromkeys(last, 0)  # position of each unresolved process's current candidate
+    e0: dict[int, int] = {}
+    while True:
+        active = [p for p in last if p not in e0 and cand[p] <= last[p]]
+        if not active:
+            break
+        idx = np.array([p * R + cand[p] for p in active], dtype=np.int64)
+        first_fit = record(idx, np.full(idx.shape, -1, dtype=np.int64))
+        for p, ff in zip(active, first_fit, strict=True):
+            if ff >= 0:
+                e0[p] = int(ff)
+            else:
+                cand[p] += 1
+    is_leader = np.array([int(p) in e0 and cand[int(p)] == q for p, q in zip(proc, pos, strict=True)])
+    follower = np.array([int(p) in e0 and q > cand[int(p)] for p, q in zip(proc, pos, strict=True)])
+    if follower.any():
+        floors = np.array([e0[int(p)] + wait for p in proc[follower]], dtype=np.int64)
+        record(g_all[follower], floors)
+    return proc, is_leader
+
+
+@dataclass(frozen=True)
+class _RunSpec:
+    """Everything a chunk of networks needs besides which networks they are (built once by ``train_ensemble``)."""
+
+    model: EnsembleModel
+    opt: BatchedOptimizer
+    X: Tensor
+    y: Tensor
+    target: Tensor
+    Xe: Tensor
+    fit_threshold: float
+    label_threshold: float
+    loss: str
+    B: int
+    steps_per_epoch: int
+    max_epochs: int
+    k_over: int
+    wait: int | None  # None: clean rule; else the Keras rule's wait
+    seed: int
+    chunk: int
+    return_params: bool
+
+
+def _train_networks(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
+                    bar) -> dict[str, Any]:
+    """Train the networks of global ``indices`` in chunks of ``spec.chunk``; per-network results in that order
+    (see ``_train_chunk``). ``counted`` marks those the progress bar counts."""
+    parts = []
+    for start in range(0, len(indices), spec.chunk):
+        sl = slice(start, start + spec.chunk)
+        parts.append(_train_chunk(spec, indices[sl], None if floors is None else floors[sl], counted[sl], bar))
+    rec = {k: np.concatenate([r[k] for r in parts]) for k in parts[0] if k not in ("test_labels", "params")}
+    rec["test_labels"] = torch.cat([r["test_labels"] for r in parts])
+    rec["params"] = [torch.cat(ps) for ps in zip(*(r["params"] for r in parts))] if spec.return_params else None
+    return rec
+
+
+def _train_chunk(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
+                 bar) -> dict[str, Any]:
+    """Train the networks of global ``indices`` (one stack) to completion; returns numpy arrays in that order:
+    ``status``, ``first_fit`` (−1 if never), ``epochs_trained``, ``train_accuracy``, ``train_loss``,
+    ``fits_by_sign``, ``stop_floor``, and ``test_labels`` (bool tensor ``[m, n_test]``), ``params`` (CPU, or None).
+
+    Stop rule at each epoch end (``spec.wait`` None: clean; else Keras, ``floors[i]`` the network's floor, −1 for
+    "own first fit + wait"): clean — finished when ``overtrain_epochs`` epochs have passed since the first fit;
+    Keras — finished at the first epoch ≥ min(floor, ``max_epochs``) at which the fit test passes; both — out of
+    budget at ``max_epochs`` without a fit (clean: without a first fit), diverged as soon as anything is non-finite.
 
     A chunk of one network (what ``auto_chunk_size`` picks for wide nets on CPU) takes the single-network path: its
     parameters are plain ``torch.nn``-shaped leaves, the forward is ``model.forward_single`` (2-D ``addmm``, as
@@ -461,23 +650,34 @@ def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epo
     that make every optimiser pass ~3× slower. Same law and same seeds; results equal the batched path's to float
     rounding (``tests/ensembles/test_single_path.py``).
     """
-    device, n = X.device, X.shape[0]
-    init_seeds, keys = network_streams(seed, range(index_offset + start, index_offset + stop))
+    model, opt, X, y, target, Xe = spec.model, spec.opt, spec.X, spec.y, spec.target, spec.Xe
+    threshold, loss, B, steps_per_epoch = spec.fit_threshold, spec.loss, spec.B, spec.steps_per_epoch
+    max_epochs, k_over, keras = spec.max_epochs, spec.k_over, spec.wait is not None
+    device, n, m0 = X.device, X.shape[0], len(indices)
+    init_seeds, keys = network_streams(spec.seed, [int(i) for i in indices])
     keys = keys.to(device)
-    single = stop - start == 1
+    single = m0 == 1
     if single:
         # model.init stacks [1, ...]; p[0] is a contiguous view with torch.nn's shape
         params = [p[0].requires_grad_() for p in model.init(init_seeds, device)]
     else:
         params = [p.requires_grad_() for p in model.init(init_seeds, device)]
     state = opt.init_state(params)
+    res: dict[str, Any] = {
+        "status": np.empty(m0, dtype="<U10"), "first_fit": np.full(m0, -1, dtype=np.int64),
+        "epochs_trained": np.zeros(m0, dtype=np.int64), "train_accuracy": np.zeros(m0),
+        "train_loss": np.zeros(m0), "fits_by_sign": np.zeros(m0, dtype=bool),
+        "stop_floor": np.full(m0, -1, dtype=np.int64), "test_labels": torch.zeros((m0, Xe.shape[0]), dtype=torch.bool),
+        "params": [torch.empty((m0, *s)) for s in model.param_shapes] if spec.return_params else None,
+    }
+    never = np.iinfo(np.int64).max // 2
 
     def logits_shared(ps, inputs):  # [m, n]: every alive network on one shared input set
         return model.forward_single(ps, inputs).unsqueeze(0) if single else model.forward_shared(ps, inputs)
 
     x_max = float(X.abs().max()) if n else 0.0
-    alive = np.arange(start, stop)  # result positions of the networks still in the stack
-    first_fit = np.full(stop - start, -1, dtype=np.int64)  # indexed by position − start
+    alive = np.arange(m0)  # chunk positions of the networks still in the stack
+    first_fit = res["first_fit"]
     full_batch = B >= n
     # plain SGD on an FCN: hand-written backward with each update fused into its gradient GEMM (FCN.sgd_step_); the
     # stacked full-batch case keeps autograd, whose shared first-layer GEMM (forward_shared) is the better kernel there
@@ -506,35 +706,48 @@ def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epo
             opt.step(params, grads, state)
 
         # end of epoch: accuracy on the full S, finiteness (screened on a prefix of S first, see _epoch_check)
-        local = alive - start
-        has_fit0 = first_fit[local] >= 0
-        finishing = np.where(has_fit0, epoch - first_fit[local] >= k_over, epoch >= max_epochs)
-        finite_np, fit_np, acc_np, loss_np = _epoch_check(model, params, logits_shared, X, y, target, threshold,
-                                                          loss, x_max, finishing, has_fit0, single)
-        newly = finite_np & fit_np & (first_fit[local] < 0)
-        first_fit[local[newly]] = epoch
-        has_fit = first_fit[local] >= 0
-        done_fit = finite_np & has_fit & (epoch - first_fit[local] >= k_over)
-        done_budget = finite_np & ~has_fit & (epoch >= max_epochs)
+        has_fit0 = first_fit[alive] >= 0
+        if keras:  # the fit is tested every epoch; only the budget forces an end without one
+            finishing, screen_fit = np.full(alive.size, epoch >= max_epochs), np.zeros(alive.size, dtype=bool)
+        else:
+            finishing = np.where(has_fit0, epoch - first_fit[alive] >= k_over, epoch >= max_epochs)
+            screen_fit = has_fit0
+        finite_np, fit_np, acc_np, loss_np, sign_np = _epoch_check(model, params, logits_shared, X, y, target,
+                                                                   threshold, loss, x_max, finishing, screen_fit,
+                                                                   single)
+        newly = finite_np & fit_np & (first_fit[alive] < 0)
+        first_fit[alive[newly]] = epoch
+        has_fit = first_fit[alive] >= 0
+        if keras:
+            own = np.where(has_fit, first_fit[alive] + spec.wait, never)
+            floor = own if floors is None else np.where(floors[alive] >= 0, floors[alive], own)
+            done_fit = finite_np & fit_np & (epoch >= np.minimum(floor, max_epochs))
+            done_budget = finite_np & ~fit_np & (epoch >= max_epochs)
+        else:
+            floor = np.full(alive.size, -1, dtype=np.int64)
+            done_fit = finite_np & has_fit & (epoch - first_fit[alive] >= k_over)
+            done_budget = finite_np & ~has_fit & (epoch >= max_epochs)
         done = ~finite_np | done_fit | done_budget
         if not done.any():
             continue
         pos = alive[done]
-        out["status"][pos] = np.where(~finite_np[done], "diverged", np.where(done_fit[done], "fitted", "not_fitted"))
-        out["epochs_to_fit"][pos] = first_fit[local[done]]
-        out["epochs_trained"][pos] = epoch
-        out["train_accuracy"][pos] = acc_np[done]
-        out["train_loss"][pos] = loss_np[done]
+        res["status"][pos] = np.where(~finite_np[done], "diverged", np.where(done_fit[done], "fitted", "not_fitted"))
+        res["epochs_trained"][pos] = epoch
+        res["train_accuracy"][pos] = acc_np[done]
+        res["train_loss"][pos] = loss_np[done]
+        res["fits_by_sign"][pos] = sign_np[done]
+        res["stop_floor"][pos] = np.where(floor[done] < never, floor[done], -1)
         sel = torch.from_numpy(np.flatnonzero(done)).to(device)
         with torch.no_grad():
             # single: the one network is done (done.all()); its leaves are already the finished parameters
             finished = [p.detach() for p in params] if single else [p.detach()[sel] for p in params]
             if Xe.shape[0]:
-                out["test_labels"][torch.from_numpy(pos)] = (logits_shared(finished, Xe) > threshold).cpu()
-        if params_out is not None:
+                res["test_labels"][torch.from_numpy(pos)] = (logits_shared(finished, Xe) > spec.label_threshold).cpu()
+        if res["params"] is not None:
             for k, p in enumerate(finished):
-                params_out[k][torch.from_numpy(pos)] = p.cpu()
-        bar.update(int(done.sum()))
+                res["params"][k][torch.from_numpy(pos)] = p.cpu()
+        if bar is not None:
+            bar.update(int(counted[pos].sum()))
         keep_np = np.flatnonzero(~done)
         alive = alive[keep_np]
         if alive.size:
@@ -542,3 +755,4 @@ def _train_chunk(model, opt, X, y, target, Xe, threshold, loss, B, steps_per_epo
             params = [p.detach()[keep].requires_grad_() for p in params]
             state = opt.compact(state, keep)
             keys = keys[keep]
+    return res

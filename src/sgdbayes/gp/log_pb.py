@@ -11,6 +11,11 @@ marginal likelihoods of a GP classifier with the network's NNGP kernel. Two EP a
                        log Z of ``Π_{j∈E} p(f_j | f_E,j)`` under that Gaussian: ``O(|E|³)`` per labelling.
                        It is the full ratio with S's sites not re-adjusted to E (exact for the two Gaussians,
                        an approximation of the same EP otherwise; the two agree closely when |E| ≪ |S|).
+``method="mse_regression"`` the posterior matching a network trained with MSE, as Mingard et al. computed it: the
+                       exact GP regression posterior on S with Gaussian noise variance ``noise_var`` (default 0.002)
+                       gives ``N(μ_E, Σ_E)`` on E, then ``log P_B(f | S)`` is the orthant probability of f under it
+                       by EP with the step likelihood on E alone: ``O(|S|³)`` once, ``O(|E|³)`` per labelling. See
+                       :mod:`sgdbayes.gp.posterior` for the equations and the ``targets`` / ``test_noise`` choices.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 
 from sgdbayes.gp.ep import EPResult, check_kernel, check_labels, ep, regularise_kernel
 
-METHODS = ("two_stage", "full")
+METHODS = ("two_stage", "full", "mse_regression")
 
 
 @dataclass
@@ -68,6 +73,10 @@ def log_pb(
     likelihood: str = "step",
     jitter: str | float | None = "auto",
     return_result: bool = False,
+    noise_var: float | None = None,
+    targets: str | None = None,
+    test_noise: bool | None = None,
+    threshold: float | None = None,
     **ep_kwargs,
 ):
     """``log P_B(f | S)`` for each row of ``f_test``.
@@ -75,8 +84,11 @@ def log_pb(
     K         ``[n_S + n_E, n_S + n_E]`` kernel over the train inputs, then the test inputs (float64)
     y_train   ``[n_S]`` train labels in {−1, +1} (``n_S = 0`` allowed: then the prior probability of f)
     f_test    ``[m, n_E]`` (or ``[n_E]``) test labellings in {−1, +1}; repeated rows are computed once
-    method    ``"two_stage"`` (default, cheap) or ``"full"`` (see the module docstring)
-    likelihood ``"step"`` (default: the 0–1 likelihood of P_B) or ``"probit"``
+    method    ``"two_stage"`` (default, cheap), ``"full"`` or ``"mse_regression"`` (see the module docstring)
+    likelihood ``"step"`` (default: the 0–1 likelihood of P_B) or ``"probit"``; ``"mse_regression"`` uses the step
+              likelihood on E only (the label is the sign of the latent) and accepts nothing else
+    noise_var, targets, test_noise, threshold  ``"mse_regression"`` only (defaults 0.002, ``"pm1"``, True, 0.0): see
+              :func:`sgdbayes.gp.posterior.regression_posterior`
     jitter    policy for K (see :func:`sgdbayes.gp.ep.regularise_kernel`); the value used is in the result
     ep_kwargs passed to :func:`sgdbayes.gp.ep` (schedule, damping, tol, site_tol, max_sweeps, max_batch_bytes)
 
@@ -85,6 +97,14 @@ def log_pb(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "mse_regression":
+        return _log_pb_regression(K, y_train, f_test, likelihood=likelihood, jitter=jitter,
+                                  return_result=return_result, noise_var=noise_var, targets=targets,
+                                  test_noise=test_noise, threshold=threshold, **ep_kwargs)
+    given = [k for k, v in (("noise_var", noise_var), ("targets", targets), ("test_noise", test_noise),
+                            ("threshold", threshold)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply only to method='mse_regression', not method={method!r}")
     for bad in ("mean", "init", "jitter", "likelihood", "raise_on_nonconvergence"):
         if bad in ep_kwargs:
             raise TypeError(f"log_pb does not accept {bad!r} as an EP keyword")
@@ -135,3 +155,28 @@ def log_pb(
         return out
     return LogPBResult(log_pb=out, log_z_train=log_z_s, method=method, ep_train=ep_s, ep_test=ep_e,
                        ep_full=ep_full, inverse=inverse, mu_test=mu_e, cov_test=cov_e, jitter=jit)
+
+
+def _log_pb_regression(K, y_train, f_test, *, likelihood, jitter, return_result, noise_var, targets, test_noise,
+                       threshold, **ep_kwargs):
+    """``method="mse_regression"`` of :func:`log_pb`: :func:`regression_posterior`, then :func:`log_orthant`."""
+    from sgdbayes.gp.posterior import AUTHORS_NOISE_VAR, log_orthant, regression_posterior
+
+    if likelihood != "step":
+        raise ValueError(f"method='mse_regression' labels E by the sign of the latent (step likelihood); "
+                         f"likelihood={likelihood!r} is not allowed")
+    for bad in ("mean", "init", "raise_on_nonconvergence"):
+        if bad in ep_kwargs:
+            raise TypeError(f"log_pb does not accept {bad!r} as an EP keyword")
+    post = regression_posterior(K, y_train, noise_var=AUTHORS_NOISE_VAR if noise_var is None else noise_var,
+                                targets="pm1" if targets is None else targets,
+                                test_noise=True if test_noise is None else test_noise,
+                                threshold=0.0 if threshold is None else threshold, jitter=jitter)
+    # the shapes of f_test are checked against the posterior's n_E by log_orthant
+    out, ep_e, inverse = log_orthant(post.mean - post.threshold, post.cov, f_test, jitter="auto" if jitter is not None else None,
+                                     return_result=True, **ep_kwargs)
+    if not return_result:
+        return out
+    return LogPBResult(log_pb=out, log_z_train=torch.zeros((), dtype=torch.float64, device=out.device),
+                       method="mse_regression", ep_train=None, ep_test=ep_e, ep_full=None, inverse=inverse,
+                       mu_test=post.mean, cov_test=post.cov, jitter=post.jitter)

@@ -14,7 +14,11 @@ covariances of the *same* spatial position ``p`` in ``x`` and ``x′`` (Garriga-
 ``mean_{q ∈ patch(p)}`` divides by k² always: with ``padding="same"`` (odd k) positions outside the image count as the
 zeros a zero-padded convolution sees; with ``padding="valid"`` each layer shrinks the image by ``k − 1``. The patch
 mean is ``avg_pool2d(count_include_pad=True)``, and the ReLU/erf expectations are those of ``kernels.fcn``.
-Cost ``O(n1·n2·H·W·(C + depth·k²))``; pairs are processed in blocks of at most ``max_elements`` position-pair
+This is the prior of ``sgdbayes.ensembles.models.CNN(in_shape, channels, kernel_size=k, padding=…, sigma_w=σ_w,
+sigma_b=σ_b)`` with ``depth = len(channels)``: same stride, padding, fan-ins (``c_in·k²`` per conv, ``c·H′·W′`` for the
+readout), ReLU after every conv and a single-logit dense readout (checked by Monte Carlo against that class in
+``tests/kernels/test_cnn_matches_ensemble.py``; exact in expectation at any width for depth 1, O(1/channels) bias
+beyond). Cost ``O(n1·n2·H·W·(C + depth·k²))``; pairs are processed in blocks of at most ``max_elements`` position-pair
 entries, and with ``x2=None`` only blocks on or above the diagonal are computed.
 """
 

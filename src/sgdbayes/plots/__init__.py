@@ -82,20 +82,22 @@ def enforce_min_font(fig: Figure, minimum: float = MIN_FONT_PT) -> int:
 
 def tidy_log_axes(fig: Figure) -> None:
     """On every log-scaled axis spanning at least one decade, hide the minor tick labels (which overlap the
-    decade labels) and thin the decades so that at most ~6 are labelled."""
+    decade labels) and label at most one decade per ~45 px of axis length (2 to 7 labels)."""
+    fw, fh = fig.get_size_inches()
     for ax in fig.axes:
-        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        pos = ax.get_position()
+        for axis, lim, length_px in ((ax.xaxis, ax.get_xlim(), pos.width * fw * DPI),
+                                     (ax.yaxis, ax.get_ylim(), pos.height * fh * DPI)):
             if axis.get_scale() != "log":
                 continue
             lo, hi = sorted(lim)
             if not (lo > 0 and math.isfinite(lo) and math.isfinite(hi)):
                 continue
-            decades = math.log10(hi) - math.log10(lo)
-            if decades >= 1.0:
+            if math.log10(hi) - math.log10(lo) >= 1.0:
                 axis.set_minor_formatter(NullFormatter())
                 major = axis.get_major_locator()
                 if isinstance(major, LogLocator):
-                    major.set_params(numticks=7)
+                    major.set_params(numticks=int(min(7, max(2, length_px / 45))))
 
 
 def book_style(context: str = "notebook") -> None:

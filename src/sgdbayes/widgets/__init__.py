@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 #: Where the introduction explains how to run the explorers live.
-LIVE_HELP = "intro.html#the-widgets"
+LIVE_HELP = "intro.html#intro-widgets"
 
 
 def live_note(what: str = "This explorer") -> Any:
