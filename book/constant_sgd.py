@@ -31,44 +31,35 @@
 profile = "default"
 device = "auto"
 seed = 0
-scaling = "unit_length"  # feature scaling of Table 1 (see the text); or "standardise"
-n_chains = 200  # chains per method for Wine and Protein (S = 100), all in one tensor
+scaling = "unit_length"  # feature scaling of Table 1 (see the text), or "standardise"
+n_chains = 200  # chains per method on Wine and Protein (S = 100), in one tensor
 n_steps = 1000  # steps per chain (burn-in: 3 relaxation times, at most a third)
 thin = 5  # keep every thin-th state after burn-in
-skin_chains = 16  # Skin has S = 10,000 examples per step: fewer chains ...
+skin_chains = 16  # Skin's minibatches hold 10,000 examples: fewer chains ...
 skin_steps = 200  # ... and steps (its relaxation times are ~10 steps)
 bbvi_steps = 1000  # mean-field BBVI optimisation steps
 sweep_points = 7  # learning rates in the ε sweep (Wine)
 sweep_chains = 100  # chains per learning rate
-momentum_mu = 0.5  # momentum damping μ for the ε/(μS) check
+momentum_mu = 0.5  # momentum damping μ of the ε/(μS) check
 sgld_check_chains = 4000  # chains of the 2-D SGLD-constant check
-nuts_samples = 200  # NUTS draws for the Laplace check (Skin)
+nuts_samples = 200  # NUTS draws of the Laplace check (Skin)
 nuts_warmup = 150
-mnist_source = "subset"  # the 5,000 MNIST digits shipped offline; "mnist" (paper profile) downloads all
+mnist_source = "subset"  # the 5,000 digits shipped offline; "mnist" downloads all
 mnist_n_train = 4000
 mnist_n_test = 1000
-mnist_downsample = (
-    4  # average-pool k×k pixels so the P×P Hessians of the λ scan stay small
-)
+mnist_downsample = 4  # average-pool k×k pixels: the λ scan's P×P Hessians stay small
 vem_S = 100  # VEM minibatch size
 vem_steps = 3000  # constant-SGD VEM iterations
 vem_chains = 8
 vem_eps_factors = [1.0]  # VEM learning rates as multiples of ε* (Eq. 15)
 vem_bbvi_steps = 2000
-vem_lambdas = [
-    0.03,
-    0.1,
-    0.3,
-    1.0,
-    3.0,
-    10.0,
-    30.0,
-]  # grid for the validation optimum and fixed points
+vem_lambdas = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]  # the λ grid of the scan
 widget_chains = 300
 widget_steps = 300
-widget_live = True  # False: only the static default view
+widget_live = True  # False: the explorer's static default view only
 
 # %% tags=["remove-input"]
+import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 from myst_nb import glue
@@ -166,9 +157,9 @@ results.record(
     "C)| over 3 step sizes, in Monte-Carlo sd",
     profile=profile,
 )
-glue("csgd-sgld-z-ours", sgs["max_z_ours"], display=False)
-glue("csgd-sgld-z-printed", sgs["min_z_printed"], display=False)
-glue("csgd-sgld-ratio", sgs["ratio"], display=False)
+glue("csgd-sgld-z-ours", float(sgs["max_z_ours"]), display=False)
+glue("csgd-sgld-z-printed", float(sgs["min_z_printed"]), display=False)
+glue("csgd-sgld-ratio", float(sgs["ratio"]), display=False)
 
 # %% [markdown]
 # The chains sit within {glue:text}`csgd-sgld-z-ours:.1f` Monte-Carlo standard deviations of the exact discrete
@@ -202,17 +193,17 @@ plots.table(readings)
 w_read = readings[readings["data set"] == "Wine"].set_index("reading")
 glue(
     "csgd-read-unit-sgd",
-    w_read.loc["columns of unit length (centred)", "constant SGD: predicted"],
+    float(w_read.loc["columns of unit length (centred)", "constant SGD: predicted"]),
     display=False,
 )
 glue(
     "csgd-read-unit-diag",
-    w_read.loc["columns of unit length (centred)", "diagonal H*: predicted"],
+    float(w_read.loc["columns of unit length (centred)", "diagonal H*: predicted"]),
     display=False,
 )
 glue(
     "csgd-read-std-sgd",
-    w_read.loc["columns standardised", "constant SGD: predicted"],
+    float(w_read.loc["columns standardised", "constant SGD: predicted"]),
     display=False,
 )
 
@@ -288,19 +279,27 @@ plots.table(orders)
 
 # %% tags=["remove-input"]
 osum = X.record_table1(CH, t1, orders, profile=profile)
-glue("csgd-order-held", osum["held"], display=False)
-glue("csgd-order-of", osum["of"], display=False)
+glue("csgd-order-held", int(osum["held"]), display=False)
+glue("csgd-order-of", int(osum["of"]), display=False)
 tsum = X.table1_summary(t1)
-glue("csgd-wine-sgd-ratio", tsum["wine_quality_sgd_ratio"], display=False)
-glue("csgd-wine-diag-ratio", tsum["wine_quality_diag_ratio"], display=False)
-glue("csgd-skin-sgd-ratio", tsum["skin_sgd_ratio"], display=False)
-glue("csgd-protein-sgd-ratio", tsum["protein_sgd_ratio"], display=False)
-glue("csgd-n-full-small", tsum["n_full_small"], display=False)
-glue("csgd-wine-bbvi", t1["wine_quality"]["methods"]["bbvi"]["kl_pq"], display=False)
+glue("csgd-wine-sgd-ratio", float(tsum["wine_quality_sgd_ratio"]), display=False)
+glue("csgd-wine-diag-ratio", float(tsum["wine_quality_diag_ratio"]), display=False)
+glue("csgd-skin-sgd-ratio", float(tsum["skin_sgd_ratio"]), display=False)
+glue("csgd-protein-sgd-ratio", float(tsum["protein_sgd_ratio"]), display=False)
+glue("csgd-n-full-small", int(tsum["n_full_small"]), display=False)
 glue(
-    "csgd-sgld-relax-protein", t1["protein"]["methods"]["sgld"]["relax"], display=False
+    "csgd-wine-bbvi",
+    float(t1["wine_quality"]["methods"]["bbvi"]["kl_pq"]),
+    display=False,
 )
-glue("csgd-sgld-relax-skin", t1["skin"]["methods"]["sgld"]["relax"], display=False)
+glue(
+    "csgd-sgld-relax-protein",
+    float(t1["protein"]["methods"]["sgld"]["relax"]),
+    display=False,
+)
+glue(
+    "csgd-sgld-relax-skin", float(t1["skin"]["methods"]["sgld"]["relax"]), display=False
+)
 
 # %% [markdown]
 # (csgd-fig1)=
@@ -317,6 +316,7 @@ fig = P.projection_figure(
     row_titles=["Wine", "Skin"],
 )
 glue("fig-csgd-fig1", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-csgd-fig1
@@ -339,6 +339,7 @@ glue("fig-csgd-fig1", fig, display=False)
 wine = t1["wine_quality"]
 fig = P.covariance_figure(wine["methods"]["sgd"]["pred"], wine["methods"]["sgd"]["cov"])
 glue("fig-csgd-fig2", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-csgd-fig2
@@ -366,9 +367,9 @@ results.record(
     description="the same against the discrete Lyapunov solution",
     profile=profile,
 )
-glue("csgd-fig2-err", ce["rel_error"], display=False)
-glue("csgd-fig2-err-disc", ce["rel_error_discrete"], display=False)
-glue("csgd-fig2-elam", ce["eps_lambda_max"], display=False)
+glue("csgd-fig2-err", float(ce["rel_error"]), display=False)
+glue("csgd-fig2-err-disc", float(ce["rel_error_discrete"]), display=False)
+glue("csgd-fig2-elam", float(ce["eps_lambda_max"]), display=False)
 results.claim(
     CH,
     "fig2",
@@ -422,6 +423,7 @@ fig = P.eps_sweep_figure(
     eps_limit=sw["limit"],
 )
 glue("fig-csgd-sweep", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-csgd-sweep
@@ -444,7 +446,7 @@ results.record(
     description=f"grid ratio ×{step:.2f}; {int(sw['diverged'].sum())} diverged chains",
     profile=profile,
 )
-glue("csgd-sweep-best", best, display=False)
+glue("csgd-sweep-best", float(best), display=False)
 results.claim(
     CH,
     "eps-star",
@@ -549,11 +551,11 @@ nv = cached(
     seed=seed,
     device=dev,
 )
-glue("csgd-nuts-z", nv["max_z_mean"], display=False)
-glue("csgd-nuts-sdlo", nv["sd_ratio_min"], display=False)
-glue("csgd-nuts-sdhi", nv["sd_ratio_max"], display=False)
-glue("csgd-nuts-kl", nv["kl"], display=False)
-glue("csgd-nuts-klmc", nv["kl_mc_error"], display=False)
+glue("csgd-nuts-z", float(nv["max_z_mean"]), display=False)
+glue("csgd-nuts-sdlo", float(nv["sd_ratio_min"]), display=False)
+glue("csgd-nuts-sdhi", float(nv["sd_ratio_max"]), display=False)
+glue("csgd-nuts-kl", float(nv["kl"]), display=False)
+glue("csgd-nuts-klmc", float(nv["kl_mc_error"]), display=False)
 
 # %% tags=["remove-input"]
 results.record(
@@ -608,6 +610,7 @@ vem = cached(
 )
 fig = P.vem_figure(vem)
 glue("fig-csgd-vem", fig, display=False)
+plt.close(fig)
 plots.table(X.vem_table(vem))
 
 # %% [markdown]
@@ -665,16 +668,16 @@ results.record(
     description="< 1: ε* is below the stability limit",
     profile=profile,
 )
-glue("csgd-vem-val", ratio_val, display=False)
-glue("csgd-vem-bbvi", ratio_bbvi, display=False)
-glue("csgd-vem-msq", v0["m_step"] / v0["lam"], display=False)
-glue("csgd-vem-lam", v0["lam"], display=False)
-glue("csgd-vem-fix-laplace", vem["fixed"]["laplace"], display=False)
-glue("csgd-vem-fix-mf", vem["fixed"]["meanfield"], display=False)
-glue("csgd-vem-fix-sgd", vem["fixed"]["sgd"], display=False)
-glue("csgd-vem-bbvi-lam", vem["lam_bbvi"], display=False)
-glue("csgd-vem-val-lam", vem["lam_val"], display=False)
-glue("csgd-vem-P", vem["P"], display=False)
+glue("csgd-vem-val", float(ratio_val), display=False)
+glue("csgd-vem-bbvi", float(ratio_bbvi), display=False)
+glue("csgd-vem-msq", float(v0["m_step"] / v0["lam"]), display=False)
+glue("csgd-vem-lam", float(v0["lam"]), display=False)
+glue("csgd-vem-fix-laplace", float(vem["fixed"]["laplace"]), display=False)
+glue("csgd-vem-fix-mf", float(vem["fixed"]["meanfield"]), display=False)
+glue("csgd-vem-fix-sgd", float(vem["fixed"]["sgd"]), display=False)
+glue("csgd-vem-bbvi-lam", float(vem["lam_bbvi"]), display=False)
+glue("csgd-vem-val-lam", float(vem["lam_val"]), display=False)
+glue("csgd-vem-P", int(vem["P"]), display=False)
 results.claim(
     CH,
     "vem-mnist",
@@ -751,6 +754,7 @@ fig0, ui = stationary_explorer(
     seed=seed,
 )
 glue("fig-csgd-explorer", fig0, display=False)
+plt.close(fig0)
 
 # %% [markdown]
 # ```{glue:figure} fig-csgd-explorer

@@ -30,48 +30,34 @@
 profile = "default"
 device = "auto"
 seed = 0
-# part 1: the 2-D quadratic model, vectorised OU chains
+# Part 1: the 2-D quadratic model
 ou_chains = 2000  # chains per (ε, S) configuration
 ou_TS = 2000  # examples processed T·S, the same for every configuration
 ou_eps = [0.05, 0.3, 1.2]  # learning rates (stability limit 2/λ_max(A) ≈ 1.75)
 ou_S = [1, 4, 16]  # minibatch sizes
-ou_break_T = [
-    1,
-    3,
-    10,
-    30,
-    100,
-    300,
-    1000,
-]  # windows simulated for the breakdown figure
-# part 3: §7.2 synthetic linear regression (paper: N = 10,000, D = 10, noise variance unstated; we use 1)
+ou_break_T = [1, 3, 10, 30, 100, 300, 1000]  # windows of the breakdown figure
+# Part 3: §7.2 synthetic linear regression (paper: N = 10,000, D = 10)
 N = 2000
 D = 10
-fig3_eps = (
-    0.025  # Fig. 3 (S is 1, window T is N): same ε·N as the paper's ε 0.005 at N 10,000
-)
-fig3_windows = 5  # windows per chain (paper: 100 windows of one chain, 10^6 iterations)
+fig3_eps = 0.025  # Fig. 3, S = 1, T = N: the paper's ε·N (ε = 0.005 at N = 10,000)
+fig3_windows = 5  # windows per chain (paper: 100 windows of one chain)
 fig3_chains = 100  # independent chains (paper: 1)
 iasg_S = 10  # Figs. 4–5: minibatch size of IASG and SGLD
-iasg_eps = 0.015  # same ε·N/S (3) as the paper's ε 0.003 at N 10,000
-iasg_bounds = [
-    0.1,
-    0.05,
-]  # also run IASG at the ε that makes the bound (6) equal to each of these
-burn_in_passes = 2  # passes discarded by IASG and SGLD before they estimate anything
+iasg_eps = 0.015  # the paper's ε·N/S (ε = 0.003 at N = 10,000)
+iasg_bounds = [0.1, 0.05]  # also run IASG where the bound of (6) equals these
+burn_in_passes = 2  # passes IASG and SGLD discard before estimating
 sgld_a = 0.001  # SGLD steps a / (b + t)^γ (the paper's schedule)
 sgld_b = 1000.0
 sgld_gamma = 0.5
-n_passes = (
-    60  # passes through the data per IASG/SGLD chain, burn-in included (paper: ~1000)
-)
+n_passes = 60  # passes per IASG/SGLD chain, burn-in included (paper: ~1000)
 n_chains = 50  # paper: 100
-nuts_chains = 4  # paper: 100 (Pyro NUTS runs chains one after another)
+nuts_chains = 4  # paper: 100 (Pyro runs NUTS chains one after another)
 nuts_warmup = 100
 nuts_samples = 150
-widget_live = True  # False: only the static default view of the explorer
+widget_live = True  # False: the explorer's static default view only
 
 # %% tags=["remove-input"]
+import matplotlib.pyplot as plt
 import numpy as np
 from myst_nb import glue
 
@@ -177,9 +163,9 @@ plots.table(X.lag_check(A, C, grid, ou_chains))
 
 # %% tags=["remove-input"]
 ds = X.double_sum_check(A, C)
-glue("pa-closed-vs-naive", ds["closed_vs_naive"], display=False)
-glue("pa-ou-vs-exact-big", ds["ou_vs_exact"][0.3], display=False)
-glue("pa-ou-vs-exact-small", ds["ou_vs_exact"][0.003], display=False)
+glue("pa-closed-vs-naive", float(ds["closed_vs_naive"]), display=False)
+glue("pa-ou-vs-exact-big", float(ds["ou_vs_exact"][0.3]), display=False)
+glue("pa-ou-vs-exact-small", float(ds["ou_vs_exact"][0.003]), display=False)
 
 # %% [markdown]
 # The closed form and the double sum agree to {glue:text}`pa-closed-vs-naive:.1e` (relative, $T$ = 12); the OU form
@@ -220,6 +206,7 @@ plots.table(X.leading_term_check(A, C))
 ind = X.independence_check(A, C, grid, ou_chains)
 fig = pplots.plot_independence(ind["entries"])
 glue("fig-pa-independence", fig, display=False)
+plt.close(fig)
 plots.table(ind["errors"])
 
 # %% [markdown]
@@ -240,6 +227,7 @@ plots.table(ind["errors"])
 # %%
 fig = pplots.plot_scaling(ind["scaling"])
 glue("fig-pa-scaling", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-scaling
@@ -273,9 +261,9 @@ results.record(
     f"{3 * len(errs)} Gaussian z-scores)",
     profile=profile,
 )
-glue("pa-worst", worst, display=False)
-glue("pa-mc", mc, display=False)
-glue("pa-zmax", zmax, display=False)
+glue("pa-worst", float(worst), display=False)
+glue("pa-mc", float(mc), display=False)
+glue("pa-zmax", float(zmax), display=False)
 results.claim(
     CH,
     "polyak-optimal",
@@ -341,6 +329,7 @@ fig = pplots.plot_breakdown(
     mc_floor=np.sqrt(3.0 / ou_chains),
 )
 glue("fig-pa-breakdown", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-breakdown
@@ -362,6 +351,7 @@ glue("fig-pa-breakdown", fig, display=False)
 # %%
 fig0, ui = pwidget.explorer(A, C, eps=0.2, S=4, T=250)
 glue("fig-pa-explorer", fig0, display=False)
+plt.close(fig0)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-explorer
@@ -441,11 +431,11 @@ results.record(
     "ε = 0.003 and noise variance 1 (unstated in the paper)",
     profile=profile,
 )
-glue("pa-lam-min", ps["lam_min"], display=False)
-glue("pa-lam-max", ps["lam_max"], display=False)
-glue("pa-c-vs-a", ps["c_vs_a"], display=False)
-glue("pa-paper-x", pp["x_min"], display=False)
-glue("pa-paper-r", pp["r"], display=False)
+glue("pa-lam-min", float(ps["lam_min"]), display=False)
+glue("pa-lam-max", float(ps["lam_max"]), display=False)
+glue("pa-c-vs-a", float(ps["c_vs_a"]), display=False)
+glue("pa-paper-x", float(pp["x_min"]), display=False)
+glue("pa-paper-r", float(pp["r"]), display=False)
 
 # %% [markdown]
 # Here $\lambda(A) \in$ [{glue:text}`pa-lam-min:.3f`, {glue:text}`pa-lam-max:.3f`] and $\|C - A\|/\|A\|$ =
@@ -486,6 +476,7 @@ fig = pplots.plot_fig3(
     (f3.raw.reshape(-1, D) - mu) @ Pm, (f3.samples.reshape(-1, D) - mu) @ Pm, covs
 )
 glue("fig-pa-fig3", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-fig3
@@ -517,14 +508,18 @@ results.record(
     f"{s3['raw_over_posterior_ou']:.1f}, exact (state-dependent noise) {s3['raw_over_posterior_exact']:.1f}",
     profile=profile,
 )
-glue("pa-f3-err_avg", s3["err_avg"], display=False)
-glue("pa-f3-mc_error", s3["mc_error"], display=False)
-glue("pa-f3-err_pred", s3["err_pred"], display=False)
-glue("pa-f3-window_bias", s3["window_bias"], display=False)
-glue("pa-f3-raw_over_posterior", s3["raw_over_posterior"], display=False)
-glue("pa-f3-raw_over_posterior_ou", s3["raw_over_posterior_ou"], display=False)
-glue("pa-f3-raw_over_posterior_exact", s3["raw_over_posterior_exact"], display=False)
-glue("pa-f3-n", s3["n_means"], display=False)
+glue("pa-f3-err_avg", float(s3["err_avg"]), display=False)
+glue("pa-f3-mc_error", float(s3["mc_error"]), display=False)
+glue("pa-f3-err_pred", float(s3["err_pred"]), display=False)
+glue("pa-f3-window_bias", float(s3["window_bias"]), display=False)
+glue("pa-f3-raw_over_posterior", float(s3["raw_over_posterior"]), display=False)
+glue("pa-f3-raw_over_posterior_ou", float(s3["raw_over_posterior_ou"]), display=False)
+glue(
+    "pa-f3-raw_over_posterior_exact",
+    float(s3["raw_over_posterior_exact"]),
+    display=False,
+)
+glue("pa-f3-n", int(s3["n_means"]), display=False)
 results.claim(
     CH,
     "fig3",
@@ -630,6 +625,7 @@ fig = pplots.plot_variance_traces(
     predictions=pred,
 )
 glue("fig-pa-fig4", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-fig4
@@ -787,6 +783,7 @@ results.claim(
 # %%
 fig = pplots.plot_covariance_maps(post_cov, X.covariance_maps(prob, traces["mode"]))
 glue("fig-pa-fig5", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig-pa-fig5
@@ -821,9 +818,9 @@ results.record(
     profile=profile,
 )
 best_iasg = X.best_iasg_error(rel)
-glue("pa-f5-iasg", best_iasg, display=False)
-glue("pa-f5-sgld", rel["SGLD"], display=False)
-glue("pa-f5-nuts", rel["NUTS"], display=False)
+glue("pa-f5-iasg", float(best_iasg), display=False)
+glue("pa-f5-sgld", float(rel["SGLD"]), display=False)
+glue("pa-f5-nuts", float(rel["NUTS"]), display=False)
 results.claim(
     CH,
     "fig5",

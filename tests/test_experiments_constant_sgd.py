@@ -27,6 +27,12 @@ def test_notebook_has_no_function_definitions_or_loops(chapter):
         for node in ast.walk(ast.parse(cell.source)):
             assert not isinstance(node, (ast.FunctionDef, ast.Lambda, ast.For, ast.While, ast.ClassDef)), (
                 f"{chapter}: a {type(node).__name__} in a code cell:\n{cell.source[:300]}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
+                # a glued number must be a plain float/int (myst-nb cannot format numpy scalars), a figure a fig
+                v = node.args[1]
+                ok = (isinstance(v, ast.Name) and v.id.startswith("fig")) or (
+                    isinstance(v, ast.Call) and getattr(v.func, "id", None) in ("float", "int"))
+                assert ok, f"{chapter}: glue of {ast.unparse(v)} (wrap it in float() or int())"
 
 
 @pytest.mark.parametrize("chapter,spec", [("constant_sgd", X.PARAMETERS), ("polyak_averaging", PA.PARAMETERS)])

@@ -191,8 +191,8 @@ def lyapunov_check(A, C, grid: list[dict], n_chains: int) -> pd.DataFrame:
         disc = th.lyapunov_covariance(A, C, eps=g["eps"], S=g["S"], H=H, discrete=True)
         z = np.abs(g["raw"] - disc) / cov_standard_error(disc, n_chains)
         rows.append({"ε": g["eps"], "S": g["S"], "preconditioner": g["H"], "tr Σ, chains": np.trace(g["raw"]),
-                     "tr Σ, Lyapunov (1)": np.trace(cont), "tr Σ, exact discrete": np.trace(disc),
-                     "relative error of (1)": relative_error(g["raw"], cont), "max |z| vs exact": z.max()})
+                     "tr Σ, Lyapunov (OU)": np.trace(cont), "tr Σ, exact discrete": np.trace(disc),
+                     "relative error of the OU form": relative_error(g["raw"], cont), "max |z| vs exact": z.max()})
     return pd.DataFrame(rows)
 
 
