@@ -61,7 +61,7 @@ widget_live = True  # False: the explorer's static default view only
 # %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from sgdbayes import plots, results
@@ -210,10 +210,11 @@ glue(
 # %% [markdown]
 # On Wine, unit-length columns put the predicted KL of constant SGD and of the diagonal preconditioner at
 # {glue:text}`csgd-read-unit-sgd:.1f` and {glue:text}`csgd-read-unit-diag:.1f` nats — the paper's 18.7 and 14.0 —
-# where standardised columns give {glue:text}`csgd-read-std-sgd:.1f`. No reading matches all three data sets, and
-# none makes the paper's SGLD steps "the largest stable" ones (the last two columns): under unit-length columns SGLD
-# is stable up to steps orders of magnitude larger. We keep unit-length columns; `scaling="standardise"` reruns the
-# chapter the other way.
+# where standardised columns give {glue:text}`csgd-read-std-sgd:.1f`. No reading matches all three data sets. The
+# last two columns test the paper's SGLD steps, "the largest rate that yielded stable results": under unit-length
+# columns SGLD is stable up to steps several orders of magnitude above them, under standardised columns the paper's
+# Wine step is past the limit. These readings involve no randomness. We keep unit-length columns;
+# `scaling="standardise"` reruns the chapter the other way.
 #
 # (csgd-table1)=
 # ## Table 1: how close does each sampler get?
@@ -265,8 +266,11 @@ plots.table(X.table1_frame(t1, direction="kl_qp"))
 
 # %% tags=["hide-input"]
 display(plots.table(X.table1_details(t1["wine_quality"]), caption="Wine"))
+display(Markdown(X.table1_notes(t1["wine_quality"])))
 display(plots.table(X.table1_details(t1["skin"]), caption="Skin"))
-plots.table(X.table1_details(t1["protein"]), caption="Protein")
+display(Markdown(X.table1_notes(t1["skin"])))
+display(plots.table(X.table1_details(t1["protein"]), caption="Protein"))
+display(Markdown(X.table1_notes(t1["protein"])))
 
 # %% [markdown]
 # The orderings as the paper's table actually has them — it does not order "diagonal below plain" everywhere: on
@@ -323,9 +327,9 @@ plt.close(fig)
 # :name: fig-csgd-fig1
 #
 # **Iterates against the posterior, projected on its principal axes.** Black: posterior; dashed: Gaussian fit to
-# the iterates; dotted: Lyapunov prediction. The full preconditioner reproduces the posterior's shape, plain constant
-# SGD at ε* a differently shaped ellipse, mean-field BBVI an axis-aligned one. Answers Fig. 1 of {cite:t}`mandt2017`
-# (both rows: linear regression on Wine, logistic regression on Skin).
+# the iterates; dotted: Lyapunov prediction. The paper's claim: the full preconditioner matches the posterior, plain
+# constant SGD at ε* its scale but not its shape, mean-field BBVI neither. Answers Fig. 1 of {cite:t}`mandt2017` (both
+# rows: linear regression on Wine, logistic regression on Skin).
 # ```
 
 # %% [markdown]
@@ -551,11 +555,14 @@ nv = cached(
     seed=seed,
     device=dev,
 )
+
+# %% tags=["remove-input"]
 glue("csgd-nuts-z", float(nv["max_z_mean"]), display=False)
 glue("csgd-nuts-sdlo", float(nv["sd_ratio_min"]), display=False)
 glue("csgd-nuts-sdhi", float(nv["sd_ratio_max"]), display=False)
 glue("csgd-nuts-kl", float(nv["kl"]), display=False)
 glue("csgd-nuts-klmc", float(nv["kl_mc_error"]), display=False)
+glue("csgd-nuts-distinct", int(nv["distinct"]), display=False)
 
 # %% tags=["remove-input"]
 results.record(
@@ -572,7 +579,7 @@ results.record(
 # NUTS's means sit within {glue:text}`csgd-nuts-z:.2f` Laplace standard deviations of the mode, its standard
 # deviations are {glue:text}`csgd-nuts-sdlo:.2f`–{glue:text}`csgd-nuts-sdhi:.2f` times Laplace's, and the KL from
 # Laplace to a Gaussian fit of the draws is {glue:text}`csgd-nuts-kl:.3f` nats, against a Monte-Carlo bias of about
-# {glue:text}`csgd-nuts-klmc:.3f` for this many draws: with 245,057 examples the posterior is Gaussian.
+# {glue:text}`csgd-nuts-klmc:.3f` for this many draws ({glue:text}`csgd-nuts-distinct` distinct ones).
 #
 # (csgd-vem)=
 # ## Variational EM for the prior precision (§7.3, Figure 6)

@@ -31,7 +31,7 @@ def test_notebook_has_no_function_definitions_or_loops(chapter):
                 # a glued number must be a plain float/int (myst-nb cannot format numpy scalars), a figure a fig
                 v = node.args[1]
                 ok = (isinstance(v, ast.Name) and v.id.startswith("fig")) or (
-                    isinstance(v, ast.Call) and getattr(v.func, "id", None) in ("float", "int"))
+                    isinstance(v, ast.Call) and getattr(v.func, "id", None) in ("float", "int", "Markdown"))
                 assert ok, f"{chapter}: glue of {ast.unparse(v)} (wrap it in float() or int())"
 
 
@@ -105,7 +105,7 @@ def test_table1_small_run_agrees_with_the_papers_kl_formula():
     assert list(frame.columns) == ["method", "Wine: paper", "Wine: this run"]
     assert frame["Wine: paper"].isna().sum() == 1           # SGLD matched to ε* is this book's addition
     details = X.table1_details(res)
-    assert details.loc[details["method"] == X.LABELS["sgld"], "mixed in the run"].iloc[0] == "no"
+    assert details.loc[details["method"].str.startswith(X.LABELS["sgld"]), "mixed"].iloc[0] == "no"
 
 
 def test_bad_data_set_name():

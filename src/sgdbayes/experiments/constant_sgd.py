@@ -211,17 +211,23 @@ def table1_frame(results: dict, *, direction: str = "kl_pq") -> pd.DataFrame:
 
 
 def table1_details(res: dict) -> pd.DataFrame:
-    """Per method on one data set: the step, both KL directions measured and predicted (Lyapunov and the exact
-    discrete recursion), the slowest relaxation time against the run, the diverged chains and notes."""
+    """Per method on one data set: the step, KL(posterior ‖ q) measured and predicted (Lyapunov and the exact
+    discrete recursion), KL(q ‖ posterior) measured, the slowest relaxation time against the run, the diverged
+    chains, and a mark where the step was changed (:func:`table1_notes` says how)."""
     rows = []
     for m in METHODS:
         o = res["methods"][m]
-        rows.append({"method": LABELS[m], "step ε": o["eps"], "KL(p‖q) measured": o["kl_pq"],
-                     "KL(p‖q) Lyapunov": o["kl_pq_pred"], "KL(p‖q) discrete": o["kl_pq_pred_discrete"],
-                     "KL(q‖p) measured": o["kl_qp"], "KL(q‖p) Lyapunov": o["kl_qp_pred"],
-                     "relaxation [steps]": o["relax"], "mixed in the run": "yes" if o["mixed"] else "no",
-                     "diverged chains": o["n_diverged"], "note": o["note"] or None})
+        rows.append({"method": LABELS[m] + (" †" if o["note"] else ""), "step ε": o["eps"],
+                     "KL(p‖q) measured": o["kl_pq"], "KL(p‖q) Lyapunov": o["kl_pq_pred"],
+                     "KL(p‖q) discrete": o["kl_pq_pred_discrete"], "KL(q‖p) measured": o["kl_qp"],
+                     "relaxation [steps]": o["relax"], "mixed": "yes" if o["mixed"] else "no",
+                     "diverged": o["n_diverged"]})
     return pd.DataFrame(rows)
+
+
+def table1_notes(res: dict) -> str:
+    """The notes (†) of :func:`table1_details` as a Markdown list ("" when there are none)."""
+    return "\n".join(f"- † {LABELS[m]}: {res['methods'][m]['note']}." for m in METHODS if res["methods"][m]["note"])
 
 
 def _paper_order_pairs(name: str, ours: dict) -> tuple[int, int, float]:
@@ -433,15 +439,21 @@ def momentum_check(name: str, *, scaling: str, S: int, mu: float, n_chains: int,
 
 def laplace_vs_nuts(name: str, *, scaling: str, n_samples: int, warmup: int, seed: int, device: str = "cpu") -> dict:
     """NUTS draws from the exact posterior of logistic data set ``name`` against its Laplace approximation (the
-    paper's reference posterior for logistic regression)."""
+    paper's reference posterior for logistic regression). ``distinct``: how many different draws NUTS made; when
+    they are too few for a covariance the comparison is NaN (reported, not computed from a degenerate fit)."""
     d, model, lm, lc = load_problem(name, scaling=scaling, device=device)
     draws = nuts(model, num_samples=n_samples, warmup=warmup, seed=seed, max_tree_depth=8).draws
     nm, nc = draws.mean(0), np.cov(draws.T)
-    sd_ratio = np.sqrt(np.diag(nc) / np.diag(lc))
     P = model.P
+    moved = int(len(np.unique(draws, axis=0)))
+    if np.linalg.eigvalsh(nc)[0] <= 1e-12 * np.abs(nc).max(initial=1e-300):
+        # too few distinct draws for a covariance (NUTS barely moved, e.g. with a very short warm-up): reported
+        return {"max_z_mean": float("nan"), "sd_ratio_min": float("nan"), "sd_ratio_max": float("nan"),
+                "kl": float("nan"), "kl_mc_error": P * (P + 3) / (4 * n_samples), "P": int(P), "distinct": moved}
+    sd_ratio = np.sqrt(np.diag(nc) / np.diag(lc))
     return {"max_z_mean": float((np.abs(nm - lm) / np.sqrt(np.diag(lc))).max()), "sd_ratio_min": float(sd_ratio.min()),
             "sd_ratio_max": float(sd_ratio.max()), "kl": th.gaussian_kl(lm, lc, nm, nc),
-            "kl_mc_error": P * (P + 3) / (4 * n_samples), "P": int(P)}
+            "kl_mc_error": P * (P + 3) / (4 * n_samples), "P": int(P), "distinct": moved}
 
 
 # -------------------------------------------------------------------------------------------------------- VEM

@@ -639,3 +639,10 @@ def covariance_errors(covs: dict, posterior) -> dict:
 def best_iasg_error(errors: dict) -> float:
     """The smallest error of the IASG runs among ``errors``."""
     return min(v for k, v in errors.items() if k.startswith("IASG"))
+
+
+def passes_text(passes) -> str:
+    """"12 passes", or "more passes than the run had" when the tolerance was not reached."""
+    if passes is None or not np.isfinite(passes):
+        return "more passes than the run had"
+    return f"{passes:,.0f} passes"

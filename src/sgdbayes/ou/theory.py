@@ -327,7 +327,7 @@ def gaussian_kl(mu0, S0, mu1, S1) -> float:
     M = scipy.linalg.solve_triangular(L1, L0, lower=True)          # L1⁻¹ L0
     d = scipy.linalg.solve_triangular(L1, mu1 - mu0, lower=True)
     logdet = 2 * (np.log(np.diag(L1)).sum() - np.log(np.diag(L0)).sum())
-    return float(0.5 * ((M**2).sum() + d @ d - D + logdet))
+    return max(0.0, float(0.5 * ((M**2).sum() + d @ d - D + logdet)))  # ≥ 0; rounding can dip below
 
 
 def kl_to_posterior(Sigma, A, *, N: int) -> float:
