@@ -25,7 +25,7 @@ __all__ = ["BBVIResult", "NUTSResult", "bbvi", "laplace_posterior", "nuts"]
 
 def laplace_posterior(model: Model, mode=None):
     """Laplace approximation ``(θ* [P], (N A)⁻¹ [P, P])`` as float64 numpy arrays."""
-    theta = model.mode() if mode is None else torch.as_tensor(mode)
+    theta = model.mode() if mode is None else torch.as_tensor(mode, device=model.device)
     A = model.hessian(theta.double().cpu())
     cov = np.linalg.inv(model.N * A)
     return theta.double().cpu().numpy(), 0.5 * (cov + cov.T)
@@ -51,7 +51,7 @@ def nuts(model: Model, *, num_samples: int = 500, warmup: int = 300, seed: int =
     if num_samples < 1 or warmup < 0:
         raise ValueError(f"need num_samples >= 1 and warmup >= 0; got {num_samples}, {warmup}")
     pyro.set_rng_seed(seed)
-    theta0 = (model.mode() if init is None else torch.as_tensor(init)).to(model.dtype)
+    theta0 = (model.mode() if init is None else torch.as_tensor(init)).to(dtype=model.dtype, device=model.device)
     calls, at = [0], []
 
     def potential(params):
@@ -106,23 +106,24 @@ def bbvi(model: Model, *, family: str = "full", n_steps: int = 3000, lr: float =
         raise ValueError(f"family must be 'full' or 'meanfield', got {family!r}")
     gen = make_generator(seed, model.device)
     dtype, P = model.dtype, model.P
-    m0 = model.mode() if init is None else torch.as_tensor(init, dtype=dtype)
+    dev = model.device
+    m0 = model.mode() if init is None else torch.as_tensor(init, dtype=dtype, device=dev)
     # initial scale: 1/sqrt(N · diag A) when the Hessian is affordable, else 1/sqrt(N)
     try:
-        d0 = np.diag(model.hessian(m0.double().cpu())) if P <= 2000 else np.ones(P)
+        d0 = np.diag(model.hessian(m0)) if P <= 2000 else np.ones(P)
     except Exception:  # noqa: BLE001 - a model without a Hessian starts from the prior-free guess
         d0 = np.ones(P)
-    s0 = torch.as_tensor(1.0 / np.sqrt(model.N * d0), dtype=dtype)
+    s0 = torch.as_tensor(1.0 / np.sqrt(model.N * d0), dtype=dtype, device=dev)
     m = m0.detach().clone().requires_grad_(True)
     log_s = s0.log().clone().requires_grad_(True)
     params = [m, log_s]
     off = None
     if family == "full":
-        off = torch.zeros(P, P, dtype=dtype, requires_grad=True)
+        off = torch.zeros(P, P, dtype=dtype, device=dev, requires_grad=True)
         params.append(off)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 + 10 * t / n_steps) ** (-decay))
-    tril = torch.tril(torch.ones(P, P, dtype=torch.bool), -1)
+    tril = torch.tril(torch.ones(P, P, dtype=torch.bool, device=dev), -1)
     elbos, lams = [], []
     work = n_mc * (batch_size or model.N) * P
     with small_op_threads(work, model.device):
@@ -136,7 +137,7 @@ def _bbvi_loop(model, opt, sched, gen, m, log_s, off, tril, n_steps, n_mc, batch
     dtype, P = model.dtype, model.P
     for t in range(n_steps):
         opt.zero_grad()
-        z = torch.randn(n_mc, P, generator=gen, dtype=dtype)
+        z = torch.randn(n_mc, P, generator=gen, dtype=dtype, device=m.device)
         s = log_s.exp()
         if off is None:
             theta = m + z * s
@@ -168,14 +169,14 @@ def _bbvi_result(m, log_s, off, tril, P, elbos, lams, learn_prior_precision):
     with torch.no_grad():
         s = log_s.exp()
         if off is None:
-            var = (s**2).double().numpy()
+            var = (s**2).double().cpu().numpy()
             cov = np.diag(var) if P <= 2000 else None
         else:
             L = torch.diag(s) + torch.where(tril, off, torch.zeros_like(off)) * s[None]
-            cov = (L @ L.T).double().numpy()
+            cov = (L @ L.T).double().cpu().numpy()
             cov = 0.5 * (cov + cov.T)
             var = np.diag(cov).copy()
-    return BBVIResult(m.detach().double().numpy(), cov, var, np.array(elbos),
+    return BBVIResult(m.detach().double().cpu().numpy(), cov, var, np.array(elbos),
                       np.array(lams) if learn_prior_precision else None)
 
 
