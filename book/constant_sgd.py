@@ -44,9 +44,11 @@ momentum_mu = 0.5  # momentum damping μ of the ε/(μS) check
 sgld_check_chains = 4000  # chains of the 2-D SGLD-constant check
 nuts_samples = 200  # NUTS draws of the Laplace check (Skin)
 nuts_warmup = 150
-mnist_source = "subset"  # the 5,000 digits shipped offline; "mnist" downloads all
-mnist_n_train = 4000
-mnist_n_test = 1000
+vem_data = (
+    "mnist_subset"  # the 5,000 MNIST digits shipped offline; "mnist", "covertype"
+)
+vem_n_train = 4000
+vem_n_test = 1000
 mnist_downsample = 4  # average-pool k×k pixels: the λ scan's P×P Hessians stay small
 vem_S = 100  # VEM minibatch size
 vem_steps = 3000  # constant-SGD VEM iterations
@@ -60,7 +62,6 @@ widget_live = True  # False: the explorer's static default view only
 
 # %% tags=["remove-input"]
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
@@ -138,25 +139,7 @@ plots.table(sg)
 
 # %% tags=["remove-input"]
 sgs = X.sgld_constant_summary(sg)
-results.record(
-    CH,
-    "sgld_constant_max_z_ours",
-    sgs["max_z_ours"],
-    label="SGLD excess: chains vs εN²/4S",
-    unit="Monte-Carlo sd",
-    description="largest |chains − exact discrete excess trace| over 3 step sizes, in Monte-Carlo sd",
-    profile=profile,
-)
-results.record(
-    CH,
-    "sgld_constant_min_z_printed",
-    sgs["min_z_printed"],
-    label="SGLD excess: chains vs printed εN/2S",
-    unit="Monte-Carlo sd",
-    description="smallest |chains − the paper's printed excess (read with BBᵀ = "
-    "C)| over 3 step sizes, in Monte-Carlo sd",
-    profile=profile,
-)
+X.record_sgld_check(CH, sgs, n_chains=sgld_check_chains, profile=profile)
 glue("csgd-sgld-z-ours", float(sgs["max_z_ours"]), display=False)
 glue("csgd-sgld-z-printed", float(sgs["min_z_printed"]), display=False)
 glue("csgd-sgld-ratio", float(sgs["ratio"]), display=False)
@@ -354,43 +337,10 @@ plt.close(fig)
 # ```
 
 # %% tags=["remove-input"]
-ce = X.covariance_error(wine)
-results.record(
-    CH,
-    "cov_rel_error_sgd_wine",
-    ce["rel_error"],
-    label="Fig. 2: relative error of the Lyapunov covariance",
-    description="‖Σ_iterates − Σ_Lyapunov‖_F / ‖Σ_Lyapunov‖_F, constant SGD at ε*, Wine",
-    profile=profile,
-)
-results.record(
-    CH,
-    "cov_rel_error_sgd_wine_discrete",
-    ce["rel_error_discrete"],
-    label="Fig. 2: relative error of the exact discrete covariance",
-    description="the same against the discrete Lyapunov solution",
-    profile=profile,
-)
+ce = X.record_fig2(CH, wine, profile=profile)
 glue("csgd-fig2-err", float(ce["rel_error"]), display=False)
 glue("csgd-fig2-err-disc", float(ce["rel_error_discrete"]), display=False)
 glue("csgd-fig2-elam", float(ce["eps_lambda_max"]), display=False)
-results.claim(
-    CH,
-    "fig2",
-    paper="mandt2017",
-    item="Fig. 2",
-    claim="The OU-predicted 11-D stationary covariance matches the empirical covariance of the iterates on Wine.",
-    status=results.verdict(
-        {"relative Frobenius error below 0.15": ce["rel_error"] < 0.15}
-    ),
-    paper_scale="Wine Quality, D = 11",
-    scale=f"Wine, {wine['n_chains']} chains × {wine['n_steps']:,} steps",
-    reason=f"The relative Frobenius error of the prediction is {ce['rel_error']:.3f} "
-    f"(ελ_max = {ce['eps_lambda_max']:.2f} sets the discretisation error).",
-    section="csgd-fig2",
-    numbers=["cov_rel_error_sgd_wine", "cov_rel_error_sgd_wine_discrete"],
-    profile=profile,
-)
 
 # %% [markdown]
 # The relative Frobenius error of the prediction is {glue:text}`csgd-fig2-err:.3f`, of the exact discrete law
@@ -439,38 +389,8 @@ plt.close(fig)
 # ```
 
 # %% tags=["remove-input"]
-best = float(sw["eps"][int(np.nanargmin(sw["kl_qp"]))] / sw["eps_star"])
-step = float(sw["eps"][1] / sw["eps"][0])
-results.record(
-    CH,
-    "eps_sweep_argmin_over_eps_star_wine",
-    best,
-    paper=1.0,
-    label="ε minimising KL(q ‖ p) / ε*",
-    description=f"grid ratio ×{step:.2f}; {int(sw['diverged'].sum())} diverged chains",
-    profile=profile,
-)
+best = X.record_sweep(CH, sw, chains=sweep_chains, profile=profile)
 glue("csgd-sweep-best", float(best), display=False)
-results.claim(
-    CH,
-    "eps-star",
-    paper="mandt2017",
-    item="Eq. 15 (optimal ε)",
-    claim="The constant learning rate ε* = 2SD/(N Tr BBᵀ) minimises KL(stationary ‖ posterior).",
-    status=results.verdict(
-        {
-            "the measured minimiser is within one grid step of ε*": bool(
-                1 / step**1.01 <= best <= step**1.01
-            )
-        }
-    ),
-    paper_scale="theory; Table 1 runs at ε*",
-    scale=f"Wine, {sweep_points} rates × {sweep_chains} chains",
-    reason=f"The measured minimiser is {best:.2f} ε* on a grid with ratio {step:.2f}.",
-    section="csgd-sweep",
-    numbers=["eps_sweep_argmin_over_eps_star_wine"],
-    profile=profile,
-)
 
 # %% [markdown]
 # The measured minimiser of $\mathrm{KL}(q\,\|\,p)$ is {glue:text}`csgd-sweep-best:.2f` $\varepsilon^*$.
@@ -497,46 +417,7 @@ mt = cached(
 plots.table(mt)
 
 # %% tags=["remove-input"]
-mom = float(mt["relative difference to SGD at ε*"].iloc[1])
-results.record(
-    CH,
-    "momentum_vs_sgd_rel_diff_wine",
-    mom,
-    label="momentum vs SGD: relative covariance difference",
-    description=f"‖Σ_momentum − Σ_SGD‖/‖Σ_SGD‖, μ = {momentum_mu}, ε = με*, Wine",
-    profile=profile,
-)
-results.claim(
-    CH,
-    "momentum",
-    paper="mandt2017",
-    item="§5 (momentum)",
-    claim="With momentum only ε/(μS) matters for the stationary covariance.",
-    status=results.verdict({"covariances agree within 10 %": mom < 0.1}),
-    paper_scale="theory",
-    scale=f"Wine, {n_chains} chains each",
-    reason=f"Momentum and plain SGD at the same ε/(μS) differ by {mom:.3f} "
-    "(relative Frobenius).",
-    section="csgd-momentum",
-    numbers=["momentum_vs_sgd_rel_diff_wine"],
-    profile=profile,
-)
-results.claim(
-    CH,
-    "sgld",
-    paper="mandt2017",
-    item="§5 (SGLD)",
-    claim="Constant-rate SGLD overestimates the posterior covariance by (ε/2S)A⁻¹BBᵀ (commuting case).",
-    status="partly",
-    paper_scale="theory",
-    scale=f"2-D quadratic, {sgld_check_chains:,} chains per step size",
-    reason="SGLD does overestimate the posterior covariance by an excess linear in ε, but the chains agree with "
-    f"εN²/4S·A⁻¹C (within {sgs['max_z_ours']:.1f} sd), not with the printed constant (≥ {sgs['min_z_printed']:.0f} "
-    "sd away).",
-    section="csgd-sgld",
-    numbers=["sgld_constant_max_z_ours", "sgld_constant_min_z_printed"],
-    profile=profile,
-)
+X.record_momentum(CH, mt, mu=momentum_mu, n_chains=n_chains, profile=profile)
 
 # %% [markdown]
 # (csgd-nuts)=
@@ -565,15 +446,7 @@ glue("csgd-nuts-klmc", float(nv["kl_mc_error"]), display=False)
 glue("csgd-nuts-distinct", int(nv["distinct"]), display=False)
 
 # %% tags=["remove-input"]
-results.record(
-    CH,
-    "laplace_vs_nuts_kl_skin",
-    nv["kl"],
-    label="KL(Laplace ‖ NUTS fit), Skin",
-    unit="nats",
-    description=f"{nuts_samples} NUTS draws; Monte-Carlo bias of that KL ≈ {nv['kl_mc_error']:.3f}",
-    profile=profile,
-)
+X.record_nuts(CH, nv, n_samples=nuts_samples, profile=profile)
 
 # %% [markdown]
 # NUTS's means sit within {glue:text}`csgd-nuts-z:.2f` Laplace standard deviations of the mode, its standard
@@ -601,10 +474,10 @@ results.record(
 
 # %%
 vem = cached(
-    X.mnist_vem,
-    source=mnist_source,
-    n_train=mnist_n_train,
-    n_test=mnist_n_test,
+    X.vem_run,
+    data=vem_data,
+    n_train=vem_n_train,
+    n_test=vem_n_test,
     downsample=mnist_downsample,
     S=vem_S,
     eps_factors=vem_eps_factors,
@@ -631,100 +504,19 @@ plots.table(X.vem_table(vem))
 # ```
 
 # %% tags=["remove-input"]
-v0 = vem["vem"][0]
-ratio_val = float(np.log10(v0["lam"] / vem["lam_val"]))
-ratio_bbvi = float(np.log10(v0["lam"] / vem["lam_bbvi"]))
-results.record(
-    CH,
-    "vem_lam_sgd_mnist",
-    v0["lam"],
-    label="λ, constant-SGD VEM at ε*",
-    description=vem["name"],
-    profile=profile,
+vs = X.record_vem(
+    CH, vem, S=vem_S, n_chains=vem_chains, n_steps=vem_steps, profile=profile
 )
-results.record(
-    CH,
-    "vem_lam_val_mnist",
-    vem["lam_val"],
-    label="λ, validation optimum (grid)",
-    description=vem["name"],
-    profile=profile,
-)
-results.record(
-    CH,
-    "vem_lam_bbvi_mnist",
-    vem["lam_bbvi"],
-    label="λ, mean-field BBVI VEM",
-    description=vem["name"],
-    profile=profile,
-)
-results.record(
-    CH,
-    "vem_log10_ratio_vem_val_mnist",
-    ratio_val,
-    paper=0.0,
-    label="log10(λ_VEM / λ_validation)",
-    description="the paper: they agree",
-    profile=profile,
-)
-results.record(
-    CH,
-    "vem_eps_star_over_limit",
-    vem["eps_star_over_limit"],
-    label="ε* λ_max / 2 (VEM)",
-    description="< 1: ε* is below the stability limit",
-    profile=profile,
-)
-glue("csgd-vem-val", float(ratio_val), display=False)
-glue("csgd-vem-bbvi", float(ratio_bbvi), display=False)
-glue("csgd-vem-msq", float(v0["m_step"] / v0["lam"]), display=False)
-glue("csgd-vem-lam", float(v0["lam"]), display=False)
+glue("csgd-vem-val", float(vs["log10_val"]), display=False)
+glue("csgd-vem-bbvi", float(vs["log10_bbvi"]), display=False)
+glue("csgd-vem-msq", float(vs["m_step_ratio"]), display=False)
+glue("csgd-vem-lam", float(vs["lam"]), display=False)
 glue("csgd-vem-fix-laplace", float(vem["fixed"]["laplace"]), display=False)
 glue("csgd-vem-fix-mf", float(vem["fixed"]["meanfield"]), display=False)
 glue("csgd-vem-fix-sgd", float(vem["fixed"]["sgd"]), display=False)
 glue("csgd-vem-bbvi-lam", float(vem["lam_bbvi"]), display=False)
 glue("csgd-vem-val-lam", float(vem["lam_val"]), display=False)
 glue("csgd-vem-P", int(vem["P"]), display=False)
-results.claim(
-    CH,
-    "vem-mnist",
-    paper="mandt2017",
-    item="§7.3, Fig. 6 (MNIST)",
-    claim="Constant-SGD variational EM finds a prior precision λ close to the validation-optimal one and to BBVI's.",
-    status=results.verdict(
-        {
-            "within a factor 3 of the validation optimum": abs(ratio_val) < np.log10(3),
-            "within a factor 3 of BBVI's": abs(ratio_bbvi) < np.log10(3),
-        }
-    ),
-    paper_scale="Bayesian softmax regression on MNIST (60,000 digits, 28×28)",
-    scale=f"{vem['name']} (P = {vem['P']:,}), ε* with S = {vem_S}, {vem_chains} chains × {vem_steps:,} steps",
-    reason=f"λ_VEM / λ_validation = 10^{ratio_val:.2f} and λ_VEM / λ_BBVI = 10^{ratio_bbvi:.2f}; the estimators "
-    "target different fixed points (see the text).",
-    section="csgd-vem",
-    numbers=[
-        "vem_lam_sgd_mnist",
-        "vem_lam_val_mnist",
-        "vem_lam_bbvi_mnist",
-        "vem_log10_ratio_vem_val_mnist",
-    ],
-    profile=profile,
-)
-results.claim(
-    CH,
-    "vem-covertype",
-    paper="mandt2017",
-    item="§7.3, Fig. 6 (covertype)",
-    claim="The same agreement on covertype.",
-    status="not run",
-    paper_scale="Bayesian softmax regression on UCI covertype (581,012 examples, 54 features, 7 classes)",
-    scale="not run",
-    reason="Covertype is not available offline on the build machines; the same VEM runs on it "
-    "with sgdbayes.experiments.constant_sgd.mnist_vem's procedure once the file is downloaded "
-    "(https://archive.ics.uci.edu/dataset/31/covertype).",
-    section="csgd-vem",
-    profile=profile,
-)
 
 # %% [markdown]
 # Constant-SGD VEM at $\varepsilon^*$ ends at $\lambda$ = {glue:text}`csgd-vem-lam:.3g` ($P$ =

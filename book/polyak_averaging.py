@@ -239,53 +239,12 @@ plt.close(fig)
 # ```
 
 # %% tags=["remove-input"]
-errs = ind["errors"]
-long = errs[errs["εTλ_min"] >= 30]
-worst = float(long["relative error, chains"].max())
-mc = float(long["Monte-Carlo relative error"].max())
-zmax = float(errs["max |z| vs exact"].max())
-results.record(
-    CH,
-    "ou_avg_cov_rel_error_max",
-    worst,
-    label="largest relative error of TS·Cov(μ_T) vs A⁻¹CA⁻ᵀ",
-    description=f"over the {len(long)} of {len(errs)} (ε, S, H) configurations with εTλ_min ≥ 30, TS = "
-    f"{ou_TS}, {ou_chains} chains each; Monte-Carlo error alone ≈ {mc:.3f}",
-    profile=profile,
+ri = X.record_independence(
+    CH, ind["errors"], TS=ou_TS, n_chains=ou_chains, profile=profile
 )
-results.record(
-    CH,
-    "ou_avg_cov_max_z_vs_exact",
-    zmax,
-    label="largest |chains − exact finite-T| in standard errors",
-    description=f"over {len(errs)} configurations × 3 entries (≈ 2.5–3 expected for "
-    f"{3 * len(errs)} Gaussian z-scores)",
-    profile=profile,
-)
-glue("pa-worst", float(worst), display=False)
-glue("pa-mc", float(mc), display=False)
-glue("pa-zmax", float(zmax), display=False)
-results.claim(
-    CH,
-    "polyak-optimal",
-    paper="mandt2017",
-    item="§6 (Polyak averaging)",
-    claim="The covariance of the average of T iterates is A⁻¹BBᵀA⁻ᵀ/(TS), independent of ε, S and the "
-    "preconditioner: averaging is optimal.",
-    status=results.verdict(
-        {
-            "within 3 Monte-Carlo errors where (A5) holds": worst < 3 * mc + 0.07,
-            "chains match the exact finite-T covariance": zmax < 4.0,
-        }
-    ),
-    paper_scale="theory",
-    scale=f"2-D quadratic, {len(errs)} configurations × {ou_chains:,} chains, TS = {ou_TS:,}",
-    reason=f"Where εTλ_min ≥ 30 the largest relative error is {worst:.3f} (Monte-Carlo error {mc:.3f}, dropped "
-    f"finite-T term ≤ 0.07); every configuration matches the exact finite-T covariance (max |z| {zmax:.2f}).",
-    section="pa-proof",
-    numbers=["ou_avg_cov_rel_error_max", "ou_avg_cov_max_z_vs_exact"],
-    profile=profile,
-)
+glue("pa-worst", float(ri["worst"]), display=False)
+glue("pa-mc", float(ri["mc"]), display=False)
+glue("pa-zmax", float(ri["zmax"]), display=False)
 
 # %% [markdown]
 # Where (A5) holds ($\varepsilon T\lambda_{\min} \ge 30$) the largest relative error is {glue:text}`pa-worst:.3f`,
@@ -397,7 +356,8 @@ ui if widget_live else None
 # relative shortfall of the window variance along $\lambda_{\min}$ against $r(x_{\min})$ and the bound.
 
 # %%
-plots.table(X.window_check(A, S=10, T=100, n_chains=ou_chains, seed=seed, device=dev))
+wc = X.window_check(A, S=10, T=100, n_chains=ou_chains, seed=seed, device=dev)
+plots.table(wc)
 
 # %% [markdown]
 # The measured shortfall agrees with $r(x)$ within Monte-Carlo error and never exceeds the bound; the exact
@@ -423,15 +383,8 @@ plots.table(X.iasg_settings_table(prob, eps_runs, S=iasg_S))
 # %% tags=["remove-input"]
 ps = X.problem_summary(prob)
 pp = X.paper_setting_shortfall(D, seed=seed)
-results.record(
-    CH,
-    "iasg_variance_shortfall_paper_setting",
-    pp["r"],
-    label="IASG's predicted variance shortfall, paper's setting",
-    description="(1−e^{−x})/x at x = εTλ_min for N = 10,000, S = 10, T = 1,000, "
-    "ε = 0.003 and noise variance 1 (unstated in the paper)",
-    profile=profile,
-)
+X.record_paper_setting(CH, pp, profile=profile)
+X.record_iasg_window(CH, wc, paper_r=pp["r"], N=N, n_chains=ou_chains, profile=profile)
 glue("pa-lam-min", float(ps["lam_min"]), display=False)
 glue("pa-lam-max", float(ps["lam_max"]), display=False)
 glue("pa-c-vs-a", float(ps["c_vs_a"]), display=False)
@@ -490,23 +443,14 @@ plt.close(fig)
 # ```
 
 # %% tags=["remove-input"]
-results.record(
+X.record_fig3(
     CH,
-    "fig3_avg_cov_rel_error",
-    s3["err_avg"],
-    label="Fig. 3: relative error of the window means' covariance",
-    description=f"‖Cov(window means) − posterior‖_F/‖posterior‖_F, ε = {fig3_eps}, S = 1, "
-    f"T = N = {N:,}, {s3['n_means']} means (Monte-Carlo error ≈ {s3['mc_error']:.2f}; predicted "
-    f"{s3['err_pred']:.3f})",
-    profile=profile,
-)
-results.record(
-    CH,
-    "fig3_raw_over_posterior_trace",
-    s3["raw_over_posterior"],
-    label="Fig. 3: raw iterates' spread / posterior's",
-    description=f"trace ratio; constant-noise theory εN/(2S) = "
-    f"{s3['raw_over_posterior_ou']:.1f}, exact (state-dependent noise) {s3['raw_over_posterior_exact']:.1f}",
+    s3,
+    N=N,
+    D=D,
+    eps=fig3_eps,
+    chains=fig3_chains,
+    windows=fig3_windows,
     profile=profile,
 )
 glue("pa-f3-err_avg", float(s3["err_avg"]), display=False)
@@ -515,38 +459,8 @@ glue("pa-f3-err_pred", float(s3["err_pred"]), display=False)
 glue("pa-f3-window_bias", float(s3["window_bias"]), display=False)
 glue("pa-f3-raw_over_posterior", float(s3["raw_over_posterior"]), display=False)
 glue("pa-f3-raw_over_posterior_ou", float(s3["raw_over_posterior_ou"]), display=False)
-glue(
-    "pa-f3-raw_over_posterior_exact",
-    float(s3["raw_over_posterior_exact"]),
-    display=False,
-)
+glue("pa-f3-raw_exact", float(s3["raw_over_posterior_exact"]), display=False)
 glue("pa-f3-n", int(s3["n_means"]), display=False)
-results.claim(
-    CH,
-    "fig3",
-    paper="mandt2017",
-    item="Fig. 3",
-    claim="Averaged SGD iterates have approximately the posterior covariance; the raw iterates' covariance differs.",
-    status=results.verdict(
-        {
-            "window means within their predicted error + 3 Monte-Carlo errors": s3[
-                "err_avg"
-            ]
-            < s3["err_pred"] + 3 * s3["mc_error"],
-            "raw iterates at least twice the posterior's spread": s3[
-                "raw_over_posterior"
-            ]
-            > 2,
-        }
-    ),
-    paper_scale="synthetic linear regression N = 10,000, D = 10, ε = 0.005, S = 1, 10⁶ iterations",
-    scale=f"N = {N:,}, D = {D}, ε = {fig3_eps} (the paper's εN), {fig3_chains} chains × {fig3_windows} windows",
-    reason=f"The window means' covariance is {s3['err_avg']:.3f} (relative) from the posterior with a Monte-Carlo "
-    f"error of {s3['mc_error']:.2f}; the raw iterates spread {s3['raw_over_posterior']:.1f}× the posterior.",
-    section="pa-fig3",
-    numbers=["fig3_avg_cov_rel_error", "fig3_raw_over_posterior_trace"],
-    profile=profile,
-)
 
 # %% [markdown]
 # The window means' covariance is {glue:text}`pa-f3-err_avg:.3f` (relative Frobenius) from the posterior's, from
@@ -558,7 +472,7 @@ results.claim(
 # *multiplicative* term $(\hat A - A)\delta$, $\delta = \theta - \theta^*$, adds noise that grows with the spread
 # itself. For minibatches drawn with replacement the second moment still closes exactly, $\Sigma = M\Sigma M^\top +
 # \frac{\varepsilon^2}{S}\big(C + \overline{a_n\Sigma a_n} - \bar A\Sigma\bar A\big)$ with $a_n =
-# x_nx_n^\top/\sigma^2$ (`ou.theory.linreg_sgd_covariance`; {glue:text}`pa-f3-raw_over_posterior_exact:.1f`× here).
+# x_nx_n^\top/\sigma^2$ (`ou.theory.linreg_sgd_covariance`; {glue:text}`pa-f3-raw_exact:.1f`× here).
 # It also makes SGD *mean-square* unstable well below the OU stability limit when $\varepsilon D/S$ is of order one.
 # Since $E[\theta_{t+k}\mid\theta_t] = M^k\theta_t$ still holds, {eq}`eq-pa-window` stays exact with this
 # $\Sigma$; we use it for the theory lines below.
@@ -647,45 +561,11 @@ tc = X.theory_check(prob, traces, pred)
 plots.table(tc)
 
 # %% tags=["remove-input"]
-tcm = tc[tc["start"] == "mode"].set_index("run")
-lab_iasg = next(iter(eps_runs))
-results.record(
-    CH,
-    "iasg_paper_eps_final_variance_ratio",
-    float(tcm.loc[lab_iasg, "final, smallest (chains)"]),
-    label="IASG (paper's εN/S) final variance / posterior, smallest coordinate",
-    description=f"from the mode, after {n_passes} passes; theory "
-    f"{tcm.loc[lab_iasg, 'final, smallest (theory)']:.3f}",
-    profile=profile,
-)
-results.record(
-    CH,
-    "sgld_final_variance_ratio",
-    float(tcm.loc[X.SGLD_LABEL, "final, smallest (chains)"]),
-    label="SGLD final variance / posterior, smallest coordinate",
-    description=f"from the mode, after {n_passes} passes; theory "
-    f"{tcm.loc[X.SGLD_LABEL, 'final, smallest (theory)']:.3f}",
-    profile=profile,
-)
-glue(
-    "pa-iasg-final", float(tcm.loc[lab_iasg, "final, smallest (chains)"]), display=False
-)
-glue(
-    "pa-sgld-final",
-    float(tcm.loc[X.SGLD_LABEL, "final, smallest (chains)"]),
-    display=False,
-)
-
-glue(
-    "pa-iasg-theory",
-    float(tcm.loc[lab_iasg, "final, smallest (theory)"]),
-    display=False,
-)
-glue(
-    "pa-sgld-theory",
-    float(tcm.loc[X.SGLD_LABEL, "final, smallest (theory)"]),
-    display=False,
-)
+fin = X.record_theory_check(CH, tc, eps_runs, n_passes=n_passes, profile=profile)
+glue("pa-iasg-final", float(fin["iasg_paper_eps"]), display=False)
+glue("pa-sgld-final", float(fin["sgld"]), display=False)
+glue("pa-iasg-theory", float(fin["iasg_paper_eps_theory"]), display=False)
+glue("pa-sgld-theory", float(fin["sgld_theory"]), display=False)
 
 # %% [markdown]
 # The estimates follow the theory lines. SGLD's first points sit below its line for another reason: a short run of
@@ -738,57 +618,22 @@ conv = X.convergence_table(prob, traces, pred)
 plots.table(conv.drop(columns=["tag"]))
 
 # %% tags=["remove-input"]
-X.record_convergence(CH, conv, profile=profile, S=iasg_S, N=N)
-checks, bound_tag = X.fig4_checks(conv, iasg_bounds)
+tag = X.record_fig4(
+    CH,
+    conv,
+    bounds=iasg_bounds,
+    paper_r=pp["r"],
+    N=N,
+    D=D,
+    S=iasg_S,
+    n_chains=n_chains,
+    nuts_chains=nuts_chains,
+    n_passes=n_passes,
+    profile=profile,
+)
 p10 = conv.set_index(["start", "tag"])["passes to 10 %"]
-glue(
-    "pa-p10-iasg", Markdown(X.passes_text(p10.get(("mode", bound_tag)))), display=False
-)
+glue("pa-p10-iasg", Markdown(X.passes_text(p10.get(("mode", tag)))), display=False)
 glue("pa-p10-nuts", Markdown(X.passes_text(p10.get(("mode", "nuts")))), display=False)
-results.claim(
-    CH,
-    "fig4",
-    paper="mandt2017",
-    item="Fig. 4",
-    claim="IASG reaches the posterior's smallest and largest marginal variances in fewer passes than SGLD and NUTS, "
-    "from the MAP and from a random start.",
-    status=results.verdict(checks),
-    paper_scale="N = 10,000, D = 10, S = 10, window 1,000, ε = 0.003, 100 chains",
-    scale=f"N = {N:,}, D = {D}, S = {iasg_S}, window {N // iasg_S:,}, {n_chains} chains, {nuts_chains} NUTS chains, "
-    f"{n_passes} passes",
-    reason="; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
-    + " (with σ² = 1, the paper's "
-    "εN/S leaves a window bias of about a third).",
-    section="pa-fig4",
-    numbers=[
-        f"passes_to_10pct_{bound_tag}_mode",
-        "passes_to_10pct_nuts_mode",
-        "passes_to_10pct_iasg_paper_eps_mode",
-        "passes_to_10pct_sgld_mode",
-        "iasg_paper_eps_final_variance_ratio",
-        "sgld_final_variance_ratio",
-    ],
-    profile=profile,
-)
-results.claim(
-    CH,
-    "iasg-window",
-    paper="mandt2017",
-    item="§6, Algorithm 1 (IASG)",
-    claim="Averaging windows of T = N/S iterates gives approximately independent posterior samples "
-    "(covariance ≈ A⁻¹/N).",
-    status="partly",
-    paper_scale="theory",
-    scale=f"2-D model and §7.2 regression, N = {N:,}",
-    reason="The window covariance follows Eq. (eq-pa-iasg) and is A⁻¹/N only when x = εNλ_min/S ≫ 1; at the paper's "
-    f"setting (σ² = 1) it is {pp['r']:.0%} low along λ_min.",
-    section="pa-iasg",
-    numbers=[
-        "iasg_variance_shortfall_paper_setting",
-        "iasg_paper_eps_final_variance_ratio",
-    ],
-    profile=profile,
-)
 
 # %% [markdown]
 # (pa-fig5)=
@@ -812,52 +657,12 @@ plt.close(fig)
 
 # %% tags=["remove-input"]
 cmaps = X.covariance_maps(prob, traces["mode"])
-rel = X.covariance_errors(cmaps, post_cov)
-results.record(
-    CH,
-    "fig5_rel_error_iasg_paper",
-    rel["IASG, paper's εN/S"],
-    label="Fig. 5: IASG (paper's εN/S) covariance, relative error",
-    profile=profile,
+rel = X.record_fig5(
+    CH, cmaps, post_cov, N=N, D=D, n_chains=n_chains, n_passes=n_passes, profile=profile
 )
-results.record(
-    CH,
-    "fig5_rel_error_sgld",
-    rel["SGLD"],
-    label="Fig. 5: SGLD covariance, relative error",
-    profile=profile,
-)
-results.record(
-    CH,
-    "fig5_rel_error_nuts",
-    rel["NUTS"],
-    label="Fig. 5: NUTS covariance, relative error",
-    profile=profile,
-)
-best_iasg = X.best_iasg_error(rel)
-glue("pa-f5-iasg", float(best_iasg), display=False)
+glue("pa-f5-iasg", float(rel["best IASG"]), display=False)
 glue("pa-f5-sgld", float(rel["SGLD"]), display=False)
 glue("pa-f5-nuts", float(rel["NUTS"]), display=False)
-results.claim(
-    CH,
-    "fig5",
-    paper="mandt2017",
-    item="Fig. 5",
-    claim="The covariance matrices estimated by IASG, SGLD and NUTS against the posterior's (heat maps).",
-    status=results.verdict(
-        {
-            "the best IASG estimate within 25 % of the posterior": best_iasg < 0.25,
-            "IASG's estimate closer than SGLD's": best_iasg < rel["SGLD"],
-        }
-    ),
-    paper_scale="N = 10,000, D = 10",
-    scale=f"N = {N:,}, D = {D}, {n_chains} chains, {n_passes} passes",
-    reason=f"Relative Frobenius errors: best IASG {best_iasg:.2f}, SGLD {rel['SGLD']:.2f}, NUTS "
-    f"{rel['NUTS']:.2f}.",
-    section="pa-fig5",
-    numbers=["fig5_rel_error_iasg_paper", "fig5_rel_error_sgld", "fig5_rel_error_nuts"],
-    profile=profile,
-)
 
 # %% [markdown]
 # (pa-summary)=

@@ -48,7 +48,7 @@ def test_parameter_relations_are_enforced():
     chapters = discover(ROOT)
     p = resolve_parameters(chapters["constant_sgd"], load_profiles(ROOT, chapters), "default")
     with pytest.raises(ParameterError, match="5,000 digits"):
-        X.PARAMETERS.check({**p, "mnist_n_train": 4500, "mnist_n_test": 1000})
+        X.PARAMETERS.check({**p, "vem_n_train": 4500, "vem_n_test": 1000})
     with pytest.raises(ParameterError, match="scaling = 'minmax'"):
         X.PARAMETERS.check({**p, "scaling": "minmax"})
     q = resolve_parameters(chapters["polyak_averaging"], load_profiles(ROOT, chapters), "default")

@@ -16,6 +16,7 @@ def add_ellipse(ax, cov, center=(0.0, 0.0), *, n_sd: float = 2.0, **kw):
     lam, U = np.linalg.eigh(np.asarray(cov, dtype=float))
     lam = np.clip(lam, 0, None)
     angle = np.degrees(np.arctan2(U[1, 1], U[0, 1]))
+    kw.setdefault("zorder", 3)  # above any scatter of points
     e = Ellipse(center, 2 * n_sd * np.sqrt(lam[1]), 2 * n_sd * np.sqrt(lam[0]), angle=angle, fill=False, **kw)
     ax.add_patch(e)
     return e
