@@ -137,3 +137,37 @@ def test_polyak_burn_in_and_sgld_excess_closed_forms():
     ex = PA.sgld_excess(model, S=10, a=1e-3, b=1000.0, gamma=0.5, n_passes=5, burn_in_passes=1)
     assert ex["ε_t"].iloc[0] == pytest.approx(1e-3 / np.sqrt(1000.0))
     assert ex[f"excess, N = {400:,}"].iloc[1] == pytest.approx(1e-3 / np.sqrt(1040.0) * 400**2 * lam_min / 40)
+
+
+def test_covertype_offline_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    from sgdbayes.data import download
+    from sgdbayes.data.download import DatasetUnavailableError
+
+    def offline(url, dest, timeout):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(download, "_download", offline)
+    monkeypatch.setenv("SGDBAYES_DATA_DIR", str(tmp_path))
+    with pytest.raises(DatasetUnavailableError, match="covtype.data.gz"):
+        X.vem_data("covertype", n_train=10, n_test=10, downsample=1, seed=0)
+    with pytest.raises(ValueError, match="VEM data must be one of"):
+        X.vem_data("cifar", n_train=10, n_test=10, downsample=1, seed=0)
+
+
+def test_scorecard_statuses_follow_the_numbers(tmp_path, monkeypatch):
+    """The Algorithm-1 row: window shortfalls that match (6) and a small bias → reproduced; a large bias → partly;
+    shortfalls off by many standard errors as well → not reproduced."""
+    from sgdbayes import results
+
+    monkeypatch.setenv("SGDBAYES_RESULTS_DIR", str(tmp_path))
+    wc = pd.DataFrame({"shortfall, chains": [0.63, 0.31], "r(x), (6)": [0.632, 0.317],
+                       "Monte-Carlo s.e.": [0.01, 0.01], "exact discrete": [0.63, 0.315]})
+    statuses = []
+    for r, w in ((0.05, wc), (0.33, wc), (0.33, wc.assign(**{"shortfall, chains": [0.2, 0.9]}))):
+        results.clear("t")
+        PA.record_paper_setting("t", {"r": r}, profile="smoke")
+        PA.record_iasg_window("t", w, paper_r=r, N=100, n_chains=10, profile="smoke")
+        statuses.append(results.load("t")["claims"]["iasg-window"]["status"])
+    assert statuses == ["reproduced", "partly", "not reproduced"]

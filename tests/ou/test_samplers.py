@@ -245,3 +245,36 @@ def test_model_interface_is_enforced():
         NoGrad()
     for cls in (Quadratic, LinearRegression, LogisticRegression, SoftmaxRegression):
         assert issubclass(cls, Model)
+
+
+def test_ou_modules_import_without_cycles():
+    """The modules of sgdbayes.ou import each other (at any depth, top level or inside functions) without a cycle."""
+    import ast
+    from pathlib import Path
+
+    import sgdbayes.ou
+
+    root = Path(sgdbayes.ou.__file__).parent
+    deps = {}
+    for f in root.glob("*.py"):
+        if f.stem == "__init__":
+            continue
+        mods = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sgdbayes.ou."):
+                mods.add(node.module.split(".")[2])
+        deps[f.stem] = mods
+    state = {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import cycle: {' → '.join(path + [m])}"
+        state[m] = "open"
+        for d in deps.get(m, ()):
+            visit(d, path + [m])
+        state[m] = "done"
+
+    for m in deps:
+        visit(m, [])
+    assert "models" not in deps["threads"] and "driver" in deps["iasg"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sgdbayes.ou.models import DataModel
 from sgdbayes.ou.threads import small_op_threads
 from sgdbayes.seed import make_generator
 
@@ -101,8 +102,6 @@ def online_noise_covariance(model, theta, *, S: int, n_steps: int, eps: float = 
     ``eps > 0`` the chains take constant-SGD steps in between, as during a run. ``ĝ_1`` is the first example of the
     minibatch, so ``E(ĝ_1 − ĝ_S)(ĝ_1 − ĝ_S)ᵀ = (1 − 1/S) C``; the result is divided by ``1 − 1/S`` (needs ``S >= 2``).
     Needs a model with per-example gradients (:class:`~sgdbayes.ou.models.DataModel`)."""
-    from sgdbayes.ou.models import DataModel
-
     if S < 2:
         raise ValueError(f"the online estimate needs a minibatch of S >= 2, got {S}")
     if not isinstance(model, DataModel):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sgdbayes.ou.observers import DivergenceError
 from sgdbayes.ou.theory import check_psd
 
 __all__ = [
@@ -352,8 +353,6 @@ class VEM(Sampler):
         theta = state.theta - self.eps * model.grad(state.theta, batch, prior_precision=lam)
         sq = float((theta.double() ** 2).sum(1).mean())
         if not np.isfinite(sq):
-            from sgdbayes.ou.driver import DivergenceError
-
             raise DivergenceError(f"VEM: the chains diverged at step {state.t} (eps={self.eps}); lower eps")
         rho = self.rho0 * (1 + state.t / self.t0) ** -0.7
         log_lam = state.log_lam - rho * (np.exp(state.log_lam) * sq / model.P - 1.0)
