@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from sgdbayes.plots import PALETTE, new_figure
 
@@ -114,13 +114,24 @@ def eps_sweep_figure(eps, kl_pq, kl_qp, kl_pq_pred, kl_qp_pred, eps_star, *, eps
         if eps_limit is not None and eps_limit <= 1.2 * max(eps):
             ax.axvline(eps_limit, color="red", ls=":", lw=1, label="stability limit")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         ax.set_xlabel("learning rate ε")
         ax.set_title(title)
     axes[0][0].set_ylabel("KL [nats]")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
     return fig
+
+
+def _plain_log_y(ax):
+    """Log-scaled y axis labelled in plain numbers (no ``2×10⁰`` minor labels): 1, 2, 5, 10, ... over a wide
+    range, a few evenly spaced values over a narrow one. Call after the data are drawn."""
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    wide = hi > 5 * lo
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if wide else MaxNLocator(4))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _times(f) -> str:
@@ -135,7 +146,7 @@ def vem_figure(r):
     """Fig. 6 analogue for one data set: (left) the validation log-likelihood of the MAP against the prior precision
     λ with each estimate of λ; (middle) the closed-form EM maps ``f_q(λ)`` against ``f = λ`` (their crossings are
     the fixed points) with each VEM run at its own M-step; (right) the λ traces of constant-SGD and BBVI VEM."""
-    fig, axes = new_figure(3, 1, width=2.35, height=2.6)
+    fig, axes = new_figure(3, 1, width=2.35, height=3.1)
     lam = np.asarray(r["lambdas"])
     vem_colors = [PALETTE[1], PALETTE[4], PALETTE[3]]
     ax = axes[0][0]
@@ -153,6 +164,7 @@ def vem_figure(r):
     ax.set_xscale("log")
     ax.set_xlabel("prior precision λ")
     ax.set_ylabel("validation log-lik. / example")
+    ax.set_title("held-out fit of the MAP")
     ax = axes[0][1]
     ax.plot(lam, lam, color="red", lw=1)
     handles.append((Line2D([], [], color="red", lw=1), "f(λ) = λ"))
@@ -161,22 +173,25 @@ def vem_figure(r):
     for k, (name, c, ls) in styles.items():
         f = np.asarray(r["maps"].get(k, np.full(lam.shape, np.nan)), dtype=float)
         if np.isfinite(f).any():
-            ax.plot(lam, f, color=c, ls=ls, marker=".", ms=4)
+            # the dotted point-mass map is drawn on top so that it stays visible where it meets another map
+            ax.plot(lam, f, color=c, ls=ls, marker=".", ms=4, lw=2.2 if ls == ":" else 1.4, zorder=3 if ls == ":" else 2)
             handles.append((Line2D([], [], color=c, ls=ls), name))
     for i, v in enumerate(r["vem"]):
         ax.plot([v["lam"]], [v["m_step"]], "*", ms=10, color=vem_colors[i % 3])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("prior precision λ")
-    ax.set_ylabel("M-step P / E|θ|²")
+    ax.set_ylabel("EM update f(λ)")
+    ax.set_title("EM maps; fixed points on f = λ")
     ax = axes[0][2]
     for i, v in enumerate(r["vem"]):
         ax.plot(np.arange(1, len(v["trace"]) + 1), v["trace"], color=vem_colors[i % 3])
     bt = np.asarray(r["bbvi_trace"])
     ax.plot(1 + 50 * np.arange(len(bt)), bt, color=PALETTE[2], ls=":", lw=2)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _plain_log_y(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("λ")
+    ax.set_title("λ during VEM")
     fig.legend([h for h, _ in handles], [t for _, t in handles], loc="outside lower center", ncol=2, frameon=False)
     return fig
