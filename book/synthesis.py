@@ -374,9 +374,10 @@ record(
 # of the network's own posterior.
 # ```
 #
-# The two samplers of the finite network agree: {glue:text}`syn-dir-z:.0%` of the marginals on $E$ lie within two
-# combined standard errors (direct sampling has few samples, so its error bars are wide). EP on the NNGP is close
-# but not equal: the marginals differ by up to {glue:text}`syn-ep-gap:.2f` (mean
+# The two samplers of the finite network: {glue:text}`syn-dir-z:.0%` of the marginals on $E$ lie within two
+# combined standard errors of each other (about 95% would for two unbiased estimates of the same posterior; direct
+# sampling has few samples, so its error bars are wide). EP on the NNGP against the network's posterior: the
+# marginals differ by up to {glue:text}`syn-ep-gap:.2f` (mean
 # {glue:text}`syn-ep-gap-mean:.3f`), and over the {glue:text}`syn-n-resolved` functions whose probability the
 # MCMC resolves (standard error below half the estimate) $\log_{10} P_B$ from EP correlates with the network's at
 # {glue:text}`syn-corr-ep:.2f`, with {glue:text}`syn-decade-ep:.0%` within a factor of ten. The
@@ -564,6 +565,17 @@ glue_all(
         "syn-trend-err": trend(rho_err),
         "syn-trend-kl": trend(rho_kl),
         "syn-cross": cross,
+        "syn-gibbs-phrase": "P_SGD is flatter than P_B when cold and sharper when hot: "
+        "the opposite of a Gibbs law, which spreads as it heats."
+        if rho_top > 0.5 and len(above) and len(below)
+        else "",
+        "syn-kl-phrase": "among the functions SGD finds often, their relative "
+        "probabilities follow P_B's more closely at high temperature even as the "
+        "concentration overshoots, so whether hot SGD is 'closer to P_B' depends "
+        "on which of the two one measures."
+        if rho_kl < -0.5 and rho_top > 0.5
+        else "the relative probabilities on the support and the concentration move "
+        "together.",
     }
 )
 glue(
@@ -642,14 +654,11 @@ record("grid_spearman_top1", rho_top, "Spearman correlation of top-1 mass with �
 # The grid spans {glue:text}`syn-decades:.1f` decades of $\eta/b$. As the temperature rises the top-1 mass
 # {glue:text}`syn-trend-top` (Spearman correlation with $\eta/b$ {glue:text}`syn-rho-top:.2f`), from
 # {glue:text}`syn-top1-lo:.3f` at the coldest setting to at most {glue:text}`syn-top1-hi:.3f`, against
-# {glue:text}`syn-top1-pb:.3f` ± {glue:text}`syn-top1-pb-se:.3f` for the network's posterior: $P_{\mathrm{SGD}}$
-# is flatter than $P_B$ when cold and sharper when hot, crossing it {glue:text}`syn-cross`. This is the opposite of a
-# Gibbs law, which spreads as it heats. The mean test error {glue:text}`syn-trend-err` with $\eta/b$
-# ({glue:text}`syn-rho-err:.2f`) and leaves the posterior's own expected error behind once $P_{\mathrm{SGD}}$ is
-# sharper than $P_B$. The KL on each setting's support {glue:text}`syn-trend-kl` with $\eta/b$
-# ({glue:text}`syn-rho-kl:.2f`): among the functions SGD finds often, their *relative* probabilities follow $P_B$'s
-# more closely at high temperature, while the concentration overshoots — whether hot SGD is "closer to $P_B$"
-# depends on which of the two one measures. At the hot end SGD stops fitting $S$: at $\eta$ =
+# {glue:text}`syn-top1-pb:.3f` ± {glue:text}`syn-top1-pb-se:.3f` for the network's posterior; the two cross
+# {glue:text}`syn-cross`. {glue:text}`syn-gibbs-phrase` The mean test error {glue:text}`syn-trend-err` with
+# $\eta/b$ ({glue:text}`syn-rho-err:.2f`; the posterior's own expected error is {glue:text}`syn-err-mcmc:.4f`).
+# The KL on each setting's support {glue:text}`syn-trend-kl` with $\eta/b$ ({glue:text}`syn-rho-kl:.2f`):
+# {glue:text}`syn-kl-phrase` The least-fitting setting: at $\eta$ =
 # {glue:text}`syn-worst-fit-lr`, $b$ = {glue:text}`syn-worst-fit-b` only a fraction {glue:text}`syn-worst-fit:.2f`
 # of the networks fit within the budget ({glue:text}`syn-no-fit` settings where none did); at the coldest
 # setting a fraction {glue:text}`syn-cold-fit:.2f` fits within it. Is $\eta/b$ all that matters, as the SDE
@@ -709,6 +718,9 @@ init_mode = local["init_mode"]
 glue_all(
     {
         "syn-mode0-norm": init_mode["sq_norm"],
+        "syn-mode0-phrase": "It is (numerically) the trivial network"
+        if init_mode["sq_norm"] < 1e-2
+        else "It lies far inside the prior's typical shell",
         "syn-mode0-err": init_mode["train_errors"],
         "syn-sol-norm": local["solution_sq_norm"],
         "syn-mcmc-norm": float(mcmc.sq_norm.mean()),
@@ -726,7 +738,7 @@ record(
 )
 
 # %% [markdown]
-# It is the trivial network: $\lVert u^*\rVert^2/D$ = {glue:text}`syn-mode0-norm:.1e` (the SGD solution it started
+# {glue:text}`syn-mode0-phrase`: $\lVert u^*\rVert^2/D$ = {glue:text}`syn-mode0-norm:.1e` (the SGD solution it started
 # from has {glue:text}`syn-sol-norm:.2f`, the posterior's draws {glue:text}`syn-mcmc-norm:.2f` on average), and it
 # misclassifies {glue:text}`syn-mode0-err` of the 32 training points. The network's posterior has its mass on a
 # shell far from its mode — in 2,001 dimensions the prior's density peaks at $u = 0$ while its mass sits at
@@ -830,6 +842,17 @@ glue(
     display=False,
 )
 glue("syn-drift", c0["drift"], display=False)
+c_ratio = c0["tr_emp_range"] / c0["tr_lyap_discrete_range"]
+glue_all(
+    {
+        "syn-eps-head": "ε* is not a usable learning rate."
+        if pic.eps_star >= pic.stability_limit
+        else "ε* is below the stability limit here.",
+        "syn-range-head": "In the range of C the theory works."
+        if 0.5 < c_ratio < 2
+        else "Even in the range of C the prediction is off.",
+    }
+)
 glue(
     "syn-drift-phrase",
     "the chains are still moving away: not yet a stationary law"
@@ -895,14 +918,15 @@ record(
 # Hessian has {glue:text}`syn-neg-eigs` negative eigenvalues (down to {glue:text}`syn-neg-min:.1e`, against a
 # largest curvature of {glue:text}`syn-A-max:.2g`).
 #
-# - **$\varepsilon^*$ is not a usable learning rate.** Eq. {eq}`eq-syn-epsstar` gives
+# - **{glue:text}`syn-eps-head`** Eq. {eq}`eq-syn-epsstar` gives
 #   $\varepsilon^*$ = {glue:text}`syn-eps-star:.3g`, {glue:text}`syn-eps-ratio:.1e` times the stability limit
 #   $2/\lambda_{\max}(A)$ = {glue:text}`syn-eps-max:.3g`: the formula divides $D$ by a trace that only
-#   {glue:text}`syn-rank` directions contribute to. All {glue:text}`syn-star-div` of {glue:text}`syn-star-n` chains
+#   {glue:text}`syn-rank` directions contribute to. {glue:text}`syn-star-div` of {glue:text}`syn-star-n` chains
 #   run at $\varepsilon^*$ diverged. Computed in the range of $C$ alone, the optimum would be
-#   {glue:text}`syn-eps-star-r:.3g` — still unstable. At {glue:text}`syn-frac1` of the limit,
-#   {glue:text}`syn-hot-div` of {glue:text}`syn-hot-n` chains diverged: away from the mode the curvature is larger.
-# - **In the range of $C$ the theory works.** At {glue:text}`syn-frac0` of the limit the measured covariance there
+#   {glue:text}`syn-eps-star-r:.3g`. At {glue:text}`syn-frac1` of the limit, {glue:text}`syn-hot-div` of
+#   {glue:text}`syn-hot-n` chains diverged: the stability limit of the quadratic model at the mode does not
+#   hold once the iterates move away from it.
+# - **{glue:text}`syn-range-head`** At {glue:text}`syn-frac0` of the limit the measured covariance there
 #   is {glue:text}`syn-range-ratio:.2f` times the Lyapunov prediction (trace), direction by direction within the
 #   scatter of panel (b).
 # - **In the null space the prediction is off.** There the Lyapunov equation lets variance in only through $A$'s
@@ -953,6 +977,10 @@ glue_all(
         "syn-vis-mass-mcmc": float(mass_mcmc.sum()),
         "syn-vis-mass-mcmc-se": mass_mcmc_se,
         "syn-mode-test-err": mode_err,
+        "syn-vis-phrase": "One mode's stationary law is a handful of points in "
+        "function space: Mandt's sense of 'Bayesian' and Mingard's do not meet."
+        if len(vis_u) <= 5
+        else "The stationary law spreads over several functions.",
     }
 )
 record(
@@ -971,8 +999,7 @@ record("local_pb_mass_covered_ep", mass_ep, "P_B mass (EP) of those functions")
 # The stable chains visit {glue:text}`syn-vis-n` distinct labelling(s) of $E$ (the mode's own has test error
 # {glue:text}`syn-mode-test-err:.3f`). Together they hold {glue:text}`syn-vis-mass-mcmc:.3f` ±
 # {glue:text}`syn-vis-mass-mcmc-se:.3f` of the network's posterior over functions (MCMC) and
-# {glue:text}`syn-vis-mass-ep:.3f` of EP's: one mode's stationary law is one point in function space, and Mandt's
-# sense of "Bayesian" and Mingard's do not meet.
+# {glue:text}`syn-vis-mass-ep:.3f` of EP's. {glue:text}`syn-vis-phrase`
 
 # %% [markdown]
 # (syn-averaging)=
@@ -1053,6 +1080,11 @@ glue_all(
         "syn-eq-pol-se": eq_pol_se,
         "syn-eq-iasg": eq_iasg,
         "syn-avg-verdict": avg_verdict,
+        "syn-drift-maj": "Continued SGD drifts toward the posterior-majority "
+        "labelling, the Bayes classifier of P_B — the concentration of overtrained "
+        "P_SGD on its top function that the first chapter measures."
+        if eq_fin > eq_sol + 2 * eq_fin_se
+        else "Continued SGD does not move toward the posterior-majority labelling.",
         "syn-pol-top": pol_top,
         "syn-pol-fit": float(avg.fits_polyak.mean()),
     }
@@ -1103,9 +1135,7 @@ record(
 # iterates in {glue:text}`syn-eq-pol:.3f` ± {glue:text}`syn-eq-pol-se:.3f`, a one-epoch window mean (IASG sample)
 # in {glue:text}`syn-eq-iasg:.3f` — where a posterior sample would land on it with probability
 # {glue:text}`syn-pb-maj:.3f` ± {glue:text}`syn-pb-maj-se:.3f`. {glue:text}`syn-avg-verdict`
-# Continued SGD drifts toward the posterior-majority
-# labelling, the Bayes classifier of $P_B$ — the concentration of overtrained $P_{\mathrm{SGD}}$ on its top function
-# that the first chapter measures — and the average, like the IASG samples, follows it (it lands on
+# {glue:text}`syn-drift-maj` The average, like the IASG samples, follows the last iterate (it lands on
 # $P_{\mathrm{SGD}}$'s top function in a fraction {glue:text}`syn-pol-top:.3f`); the averaged network still
 # fits $S$ in a fraction {glue:text}`syn-pol-fit:.3f`.
 
@@ -1162,9 +1192,10 @@ verdicts = [
         "value": f"{pic.eps_star / pic.stability_limit:.1e}; {c_range:.2f}; "
         f"{null_lap:.1e}",
         "verdict": "holds in range(C) only" if 0.5 < c_range < 2 else "fails",
-        "what none of the papers says": "the network posterior's mode is the "
-        f"trivial network; with rank C = {pic.C_rank} ≪ D, ε* is unstable and the "
-        "stationary law covers one function",
+        "what none of the papers says": "descending from an SGD solution, the "
+        f"network's own posterior has its mode at ‖u‖²/D = {init_mode['sq_norm']:.0e}; "
+        f"rank C = {pic.C_rank} ≪ D makes ε* = {pic.eps_star:.2g}; the stationary "
+        f"law visits {len(vis_u)} function(s)",
     },
     {
         "sense": "averaging (Mandt et al. §6)",
@@ -1294,23 +1325,27 @@ record("chapter_seconds", time.time() - t_start, "wall time of the chapter", uni
 # (syn-summary)=
 # ## What this shows
 #
-# - **The network's own posterior can be sampled, and the NNGP is close to it.** HMC on the 2,001 parameters
-#   (R̂ ≤ {glue:text}`syn-mcmc-rhat:.3f` over the statistics that matter) agrees with direct prior sampling, and
-#   EP on the NNGP differs from it by at most {glue:text}`syn-ep-gap:.2f` in any test point's marginal.
+# - **The network's own posterior can be sampled.** HMC on the 2,001 parameters
+#   (largest R̂ {glue:text}`syn-mcmc-rhat:.3f`; not mixed by the 1.05 bar: {glue:text}`syn-not-mixed`) is checked
+#   against direct prior sampling ({glue:text}`syn-dir-z:.0%` of marginals within 2 s.e.), and EP on the NNGP
+#   differs from it by at most {glue:text}`syn-ep-gap:.2f` in any test point's marginal.
 # - **The SGD temperature sets how concentrated $P_{\mathrm{SGD}}$ is.** Over {glue:text}`syn-decades:.1f`
 #   decades of $\eta/b$ the top-1 mass {glue:text}`syn-trend-top` with the temperature
 #   ({glue:text}`syn-top1-lo:.3f` → {glue:text}`syn-top1-hi:.3f`, the posterior's {glue:text}`syn-top1-pb:.3f`),
 #   crossing the posterior's {glue:text}`syn-cross`; at the hot end SGD stops fitting $S$ (fraction
 #   {glue:text}`syn-worst-fit:.2f`).
-# - **Mandt's picture needs a mode the network's posterior does not have.** Its only mode is the trivial network;
+# - **Mandt's picture needs a mode near where the posterior's mass is.** Descending from an SGD solution, the
+#   network's own posterior has its mode at $\lVert u\rVert^2/D$ = {glue:text}`syn-mode0-norm:.1e`;
 #   with a weight decay, at a mode next to an SGD solution, $C$ has rank {glue:text}`syn-rank` of
-#   {glue:text}`syn-D:,`, $\varepsilon^*$ is {glue:text}`syn-eps-ratio:.1e` times the stability limit and diverges,
+#   {glue:text}`syn-D:,`, $\varepsilon^*$ is {glue:text}`syn-eps-ratio:.1e` times the stability limit
+#   ({glue:text}`syn-star-div` of {glue:text}`syn-star-n` chains there diverged),
 #   and at a stable rate the Lyapunov equation holds in the range of $C$ (trace ratio
 #   {glue:text}`syn-range-ratio:.2f`) while the posterior's null-space variance is missed by a factor
 #   {glue:text}`syn-laplace-null-ratio:.0e`; the chains visit {glue:text}`syn-vis-n` function(s).
-# - **Continued SGD, averaged or not, drifts to the posterior-majority labelling.** The last iterate after more
-#   epochs gives it in {glue:text}`syn-eq-fin:.3f` of runs, the Polyak average in {glue:text}`syn-eq-pol:.3f`,
-#   the solutions themselves in {glue:text}`syn-eq-sol:.3f`.
+# - **Averaging and the posterior-majority labelling.** The last iterate after more epochs gives it in
+#   {glue:text}`syn-eq-fin:.3f` of runs, the Polyak average in {glue:text}`syn-eq-pol:.3f`, the solutions
+#   themselves in {glue:text}`syn-eq-sol:.3f`, IASG samples in {glue:text}`syn-eq-iasg:.3f` against the
+#   posterior's {glue:text}`syn-pb-maj:.3f`: {glue:text}`syn-avg-verdict`
 # - **Not run here:** the MNIST version of the local picture (budget); the default build's numbers carry the
 #   Monte-Carlo errors shown, at {glue:text}`syn-grid-n:,` networks per setting and
 #   {glue:text}`syn-mcmc-draws:,` posterior draws.
