@@ -99,7 +99,7 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from myst_nb import glue
+from myst_nb import glue as myst_glue
 
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
@@ -120,6 +120,14 @@ x_tr, y_tr = split.x_train.numpy(), split.y_train.numpy()
 x_te, y_te = split.x_test.numpy(), split.y_test.numpy().astype(bool)
 net = dict(hidden=hidden, sigma_w=sigma_w, sigma_b=sigma_b)
 print(f"profile={profile}, device={dev}; |S| = {split.n_train}, |E| = {split.n_test}")
+
+
+def glue(name, value, display=False):
+    """``myst_nb.glue`` with numpy scalars turned into Python numbers (whose text the
+    {glue:text} role can format)."""
+    myst_glue(
+        name, value.item() if isinstance(value, np.generic) else value, display=display
+    )
 
 
 def glue_all(values):
@@ -967,8 +975,9 @@ ep_vis = fp.ep_log_pb(
     method="full",
 )
 mass_ep = float(np.nansum(np.exp(ep_vis.lookup(vis_u))))
-mass_mcmc, _ = post01.lookup(vis_u)
-mass_mcmc_se = float(np.sqrt(np.sum(_**2))) if len(_) else math.nan
+mass_mcmc, mass_mcmc_each_se = post01.lookup(vis_u)
+# functions the MCMC never visited add 0 and no estimable s.e.
+mass_mcmc_se = float(np.sqrt(np.nansum(mass_mcmc_each_se**2)))
 mode_err = float((pic.mode_labels != y_te).mean())
 glue_all(
     {
