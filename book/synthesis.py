@@ -1228,9 +1228,9 @@ results.claim(
     CH,
     "syn-temperature",
     paper="chaudhari2018",
-    item="Claim",
-    claim="A higher SGD temperature η/b brings P_SGD(f|S) closer to the posterior "
-    "over functions.",
+    item="Synthesis (η/2b as a temperature)",
+    claim="(This chapter's question) If η/2b acted as a Gibbs temperature, a higher "
+    "η/b would spread P_SGD(f|S) toward the posterior over functions.",
     status=results.verdict({"no sharpening as η/b rises": not rho_top > 0.5}),
     paper_scale="not measured in the papers (synthesis)",
     scale=scale_sgd,
@@ -1288,9 +1288,9 @@ results.claim(
     CH,
     "syn-baseline",
     paper="mingard2021",
-    item="Fig. 1(b)",
-    claim="The NNGP posterior (EP) approximates the finite network's posterior "
-    "over functions.",
+    item="Synthesis (P_B of the finite network)",
+    claim="(This chapter's question) The NNGP posterior (EP) approximates the finite "
+    "network's own posterior over functions, sampled by HMC.",
     status=results.verdict(
         {
             "marginals within 0.05": bool(ep_gap.max() < 0.05),
