@@ -61,7 +61,9 @@ keras_threshold = 0.5  # the authors' stop rule (see §1)
 keras_wait = 1
 keras_runs_per_process = 25  # runs per emulated process (the authors: 1,500)
 shard_size = 1000  # networks per stored shard (a multiple of the above)
-torch_threads = 1  # torch threads for training and EP: these small nets run fastest on one
+torch_threads = (
+    1  # torch threads for training and EP: these small nets run fastest on one
+)
 # --- §1 the stop rule
 main_networks = 10000  # runs of the clean and of the Keras rule (paper: 6·10^5)
 cell_networks = 1000  # each other cell of the stop-rule decomposition
@@ -727,10 +729,11 @@ plots.table(
 # calls their differences second order. The authors' code hands Keras the optimiser's name, so each runs at Keras'
 # defaults: with the standalone Keras 2.2 / TensorFlow 1 optimisers these are Adam at lr 0.001, Adagrad 0.01,
 # RMSprop 0.001 (ρ = 0.9), Adadelta 1.0 (ρ = 0.95), all with ε = 10⁻⁷ — what we run, in the torch forms of
-# `sgdbayes.ensembles.optim` (`fp.KERAS_HYPER`). TensorFlow 2's `tf.keras` changed the defaults of Adagrad (lr 0.001,
-# accumulators starting at 0.1) and Adadelta (lr 0.001); which version ran the authors' optimiser jobs is not
-# recorded. Two small differences of form remain: Keras adds ε to $\sqrt{v}$ before Adam's bias correction and
-# TensorFlow's RMSprop takes $\sqrt{s + \varepsilon}$; both matter only while gradients are tiny. SGD runs at the
+# `sgdbayes.ensembles.optim` (`fp.KERAS_HYPER`). TensorFlow 2's `tf.keras` changed Adagrad (lr 0.001,
+# accumulators starting at 0.1), Adadelta (lr 0.001) and RMSprop (ε inside the square root); which version ran
+# the authors' optimiser jobs is not
+# recorded. Adagrad, RMSprop and Adadelta are then torch's formulas; Keras' Adam adds ε before the bias
+# correction, which moves the parameters by less than 1% of their displacement. SGD runs at the
 # authors' 0.01. With $|S| = 32$ a batch of 32 is the whole of $S$, as is the paper's 128.
 
 # %%

@@ -349,13 +349,13 @@ def train_functions(x_train, y_train, x_test, *, n_networks: int, seed: int = 0,
     rule = as_stop_rule(train_kwargs.get("stop_rule"))
     if "stop_rule" in train_kwargs:
         train_kwargs["stop_rule"] = rule
+    if rule.kind == "keras" and train_kwargs.get("overtrain_epochs", 0):
+        raise ValueError("under the Keras rule the extra epochs are its wait (StopRule.keras(wait=...)), not "
+                         "overtrain_epochs")
     if rule.shares_floor and per % rule.runs_per_process:
         raise ValueError(f"each shard must hold whole emulated processes: {per} networks per shard is not a multiple "
                          f"of runs_per_process={rule.runs_per_process} (choose n_networks and shard_size as "
                          "multiples of it)")
-    if rule.kind == "keras" and train_kwargs.get("overtrain_epochs", 0):
-        raise ValueError("under the Keras rule the extra epochs are its wait (StopRule.keras(wait=...)), not "
-                         "overtrain_epochs")
     make_optimizer(train_kwargs.get("optimizer", "sgd"), train_kwargs.get("lr"),
                    **(train_kwargs.get("optimizer_kwargs") or {}))
     params = {"x_train": x_train, "y_train": y, "x_test": x_test, "n_networks": per, **train_kwargs}
@@ -753,11 +753,12 @@ PAPER_BOOLEAN: dict[str, float] = {
 
 #: Keras' optimiser defaults as the authors' code got them (``model.compile(optimizer="adam", ...)``: the string
 #: gives the optimiser's defaults) in the torch form of :mod:`sgdbayes.ensembles.optim`: standalone Keras 2.2 /
-#: TF 1.x ``keras.optimizers`` — Adam lr 1e-3 (β 0.9, 0.999), Adagrad lr 1e-2, RMSprop lr 1e-3 (ρ 0.9), Adadelta lr 1.0
-#: (ρ 0.95), ε = K.epsilon() = 1e-7 for all. (tf.keras under TF 2.x changed Adagrad to lr 1e-3 with an initial
-#: accumulator 0.1 and Adadelta to lr 1e-3; which one ran the authors' optimiser jobs is not recorded.) Residual
-#: differences of form: Keras adds ε to √v̂·√(1−β₂ᵗ) in Adam (torch: to √v̂) and TF's RMSprop kernel takes
-#: √(s + ε) (torch: √s + ε); both matter only while gradients are ~1e-3 or smaller.
+#: TF 1.x ``keras.optimizers`` — Adam lr 1e-3 (β 0.9, 0.999), Adagrad lr 1e-2 (accumulators from 0), RMSprop lr 1e-3
+#: (ρ 0.9), Adadelta lr 1.0 (ρ 0.95), ε = K.epsilon() = 1e-7 for all. Adagrad, RMSprop (ε added to √s) and Adadelta
+#: are then the same formulas as torch's; Adam differs in form only: Keras adds ε to √v before the bias correction
+#: (torch after it), which moves the parameters by < 1% of their displacement at these gradients (tested). TF 2.x
+#: changed Adagrad to lr 1e-3 with accumulators from 0.1, Adadelta to lr 1e-3 and RMSprop to √(s + ε) (a real
+#: difference for small gradients); which version ran the authors' optimiser jobs is not recorded.
 KERAS_LR: dict[str, float] = {"sgd": 0.01, "adam": 0.001, "adagrad": 0.01, "rmsprop": 0.001, "adadelta": 1.0}
 KERAS_HYPER: dict[str, dict[str, Any]] = {
     "sgd": {}, "adam": {"betas": (0.9, 0.999), "eps": 1e-7}, "adagrad": {"eps": 1e-7},
@@ -808,6 +809,12 @@ def random_splits(target: int | str, n_sets: int, n_train: int, *, seed: int = 0
             for k in range(_check_positive("n_sets", n_sets))]
 
 
+def _ensembles_train():
+    from sgdbayes.ensembles import train
+
+    return train
+
+
 @dataclass(frozen=True)
 class BooleanSetup:
     """Everything the Boolean runs share: the network and prior (``hidden``, ``sigma_w``, ``sigma_b``), plain SGD
@@ -853,6 +860,9 @@ class BooleanSetup:
               progress: bool = False) -> TrainingRun:
         """P_SGD on ``split`` with ``rule``; ``extra_epochs`` after the fit (the Keras rule's wait, the clean rule's
         overtraining); plain SGD at this set-up's rate and batch unless told otherwise."""
+        threads = self.torch_threads
+        if optimizer == "sgd" and getattr(_ensembles_train(), "NATIVE_SGD", False):
+            threads = None  # the native SGD engine (where present) runs its own worker threads
         if rule.kind == "keras" and extra_epochs:
             rule = StopRule.keras(rule.threshold, extra_epochs, shared_callback=rule.shared_callback,
                                   runs_per_process=rule.runs_per_process, label_threshold=rule.label_threshold)
@@ -862,7 +872,7 @@ class BooleanSetup:
             sigma_w=self.sigma_w, sigma_b=self.sigma_b, optimizer=optimizer, lr=self.lr if lr is None else lr,
             optimizer_kwargs=optimizer_kwargs, loss="ce", batch_size=self.batch if batch is None else batch,
             max_epochs=self.max_epochs, overtrain_epochs=0 if rule.kind == "keras" else extra_epochs,
-            stop_rule=rule, torch_threads=self.torch_threads, device=self.device)
+            stop_rule=rule, torch_threads=threads, device=self.device)
 
     def ep(self, split, functions, *, min_count: int | None = None) -> PBTable:
         """log P_B by EP (full ratio, step likelihood) for the functions seen ≥ ``ep_min_count`` times."""
