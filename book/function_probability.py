@@ -47,7 +47,9 @@
 profile = "default"
 device = "auto"
 seed = 0
-scheduler = "auto"  # "auto": $SGDBAYES_DASK_SCHEDULER when set, else "sync"; or "local", "tcp://..."
+scheduler = (
+    "auto"  # "auto": $SGDBAYES_DASK_SCHEDULER, else "sync"; or "local", "tcp://..."
+)
 # --- the authors' Boolean set-up: n = 7, all 128 inputs, FCN 7 → 40 → 40 → 1 (ReLU)
 bool_target = 7  # the authors' targets 1–7 (7 = 0011…, the paper's headline)
 bool_mask = "A"  # "A", "B", "" (the mask the authors used with the target) or 128 bits
@@ -65,10 +67,11 @@ torch_threads = (
     1  # torch threads for training and EP: these small nets run fastest on one
 )
 # --- §1 the stop rule
-main_networks = 10000  # runs of the clean and of the Keras rule (paper: 6·10^5)
+main_networks = 10000  # runs of the Keras rule (paper: 6·10^5)
+clean_networks = 5000  # runs of the clean rule
 cell_networks = 1000  # each other cell of the stop-rule decomposition
 overtrain_epochs = 64
-overtrain_networks = 2000
+overtrain_networks = 1000
 # --- §2 P_B of the headline target
 prior_samples = 10000000  # direct sampling (paper: 10^7–10^10)
 gp_samples = 4000000  # i.i.d. draws of the NNGP itself
@@ -80,17 +83,17 @@ ep_tol = 0.0001  # EP stops when |Δ log Z| < ep_tol (GPML's criterion)
 min_count = 5  # functions seen at least this often enter the statistics
 # --- §3 the seven targets, §4 random train sets
 targets = [1, 2, 3, 4, 5, 6, 7]
-target_networks = 1000  # per target and stop rule
-target_prior_samples = 2000000
+target_networks = 400  # per target and stop rule
+target_prior_samples = 1000000
 train_sets = 5
-train_set_networks = 500  # per train set and stop rule
+train_set_networks = 300  # per train set and stop rule
 # --- §5 optimisers and batch sizes (Keras defaults; see the text), §6 |S| = 64
 opt_names = ["sgd", "adam", "adagrad", "rmsprop", "adadelta"]
 opt_lrs = [0.01, 0.001, 0.01, 0.001, 1.0]
 opt_batches = [8, 32]  # 32 = |S|: full batch (the paper's 128 is full batch too)
 opt_rules = ["keras", "clean"]
-opt_networks = 500  # per optimiser, batch size and stop rule
-large_networks = 1000  # |S| = 64, per stop rule
+opt_networks = 300  # per optimiser, batch size and stop rule
+large_networks = 500  # |S| = 64, per stop rule
 
 # %%
 import time
@@ -194,6 +197,7 @@ proto = fp.protocol_study(
     split,
     setup,
     main_networks=main_networks,
+    clean_networks=clean_networks,
     cell_networks=cell_networks,
     overtrain_epochs=overtrain_epochs,
     overtrain_networks=overtrain_networks,
@@ -253,6 +257,8 @@ fp.glue_numbers(
         "fp-k-distinct": keras.counts.n_distinct,
         "fp-c-distinct": clean.counts.n_distinct,
         "fp-k-error": keras.counts.mean_error(split.y_test),
+        "fp-k-error05": proto.labels_05.counts.mean_error(split.y_test),
+        "fp-n-error05": proto.labels_05.n_counted,
         "fp-thr": cells["threshold"],
         "fp-wait": cells["wait"],
         "fp-shared": cells["shared callback"],
@@ -282,7 +288,9 @@ fp.glue_numbers(
 # between our processes their top-1 mass carried a standard error of about {glue:text}`fp-auth1-se:.3f`
 # (top-10 {glue:text}`fp-auth10-se:.3f`). The runs trained {glue:text}`fp-k-epochs:.1f` epochs on average (the
 # file: 84, recorded as the last epoch's index), {glue:text}`fp-k-misfit:.1%` of the counted runs do not fit $S$
-# by the sign of their logit, and the mean test error is {glue:text}`fp-k-error:.2%` (the file: 2.70%). Under the
+# by the sign of their logit, and the mean test error is {glue:text}`fp-k-error05:.2%` when $E$ is read as Keras'
+# `accuracy` reads it, at the 0.5 threshold (the file: 2.70%; {glue:text}`fp-n-error05:,` runs), and
+# {glue:text}`fp-k-error:.2%` for the recorded functions, the signs of the logits. Under the
 # clean rule the same initialisations give a top-1 mass of only {glue:text}`fp-c1:.3f` (top-10
 # {glue:text}`fp-c10:.3f`) after {glue:text}`fp-c-epochs:.1f` epochs, and {glue:text}`fp-c-distinct:,` distinct
 # functions instead of {glue:text}`fp-k-distinct:,`. With 64 extra epochs the Keras rule reaches
@@ -306,17 +314,18 @@ plots.table(
 
 # %% [markdown]
 # The table decomposes the effect (one row per rule; "epochs after fit" is the wait, or the clean rule's
-# overtraining). Each quirk alone concentrates $P_{\mathrm{SGD}}$: the 0.5 threshold to {glue:text}`fp-thr:.3f`,
-# one epoch of wait to {glue:text}`fp-wait:.3f`, the shared callback to {glue:text}`fp-shared:.3f`, from the
-# clean rule's {glue:text}`fp-c1:.3f`; two together give {glue:text}`fp-thr-wait:.3f` (threshold and wait),
-# {glue:text}`fp-thr-shared:.3f` (threshold and shared callback) and {glue:text}`fp-wait-shared:.3f` (wait and
-# shared callback). What they have in common is visible in the epochs column: each makes a run train past the
-# point where it first separates $S$, and a network that keeps descending the cross-entropy after it fits moves
-# towards the same few functions — the one the data and the architecture favour, here the target's own
-# labelling of $E$ (see the error histograms of §2). The threshold does it by demanding a margin of 0.5 on the
-# class-1 inputs, the wait by one more epoch, and the shared callback by holding every follower to its leader's
-# fitting time $e_0$, which is often far longer than the follower's own. Overtraining is the same mechanism made
-# explicit.
+# overtraining; the rows share their initialisations). From the clean rule's {glue:text}`fp-c1:.3f`, the 0.5
+# threshold alone lifts the top-1 mass to {glue:text}`fp-thr:.3f` and the shared callback alone to
+# {glue:text}`fp-shared:.3f`, while one epoch of wait alone gives only {glue:text}`fp-wait:.3f`; threshold and
+# shared callback together reach {glue:text}`fp-thr-shared:.3f`, and adding the wait to either changes little
+# ({glue:text}`fp-thr-wait:.3f` for threshold and wait, {glue:text}`fp-wait-shared:.3f` for wait and shared
+# callback). The epochs column says what the two strong quirks have in common: each keeps a run training well past
+# the epoch at which it first separates $S$ by sign — the threshold by demanding a margin of 0.5 on the class-1
+# inputs, the shared callback by holding every follower to its leader's fitting time $e_0$ — and the top-1 mass
+# grows with that extra training. A network that keeps descending the cross-entropy after it fits drifts towards
+# the few functions the architecture and the data favour most, here the target's own labelling of $E$ (0 errors;
+# the error histograms of §2). Overtraining is the same mechanism made explicit: 64 more epochs take even the
+# clean rule to {glue:text}`fp-oc1:.3f`.
 #
 # This is a finding about the paper rather than a footnote. The claim it makes at first order — functions that
 # are probable under the Bayesian posterior are the ones SGD finds, over many orders of magnitude — survives any
@@ -337,22 +346,8 @@ plots.table(
 
 # %%
 pb = fp.pb_study(split, setup, [keras, clean], prior_samples=prior_samples)
-st_keras = fp.compare(
-    keras,
-    split.y_test,
-    ep=pb.ep,
-    prior=pb.prior,
-    marginals=pb.marginals,
-    min_count=min_count,
-)
-st_clean = fp.compare(
-    clean,
-    split.y_test,
-    ep=pb.ep,
-    prior=pb.prior,
-    marginals=pb.marginals,
-    min_count=min_count,
-)
+st_keras = pb.compare(keras, split.y_test, min_count=min_count)
+st_clean = pb.compare(clean, split.y_test, min_count=min_count)
 fig = fplots.figure_scatter_panels(
     [
         ("Keras rule", keras.counts, pb.ep.lookup(keras.counts), "P_B(f|S), EP"),
@@ -392,6 +387,10 @@ fp.glue_numbers(
         "fp-c-corr": st_clean["ep_corr"],
         "fp-c-within": st_clean["ep_within"],
         "fp-c-n": st_clean["ep_n"],
+        "fp-k-top-ratio": keras.counts.probabilities()[0]
+        / np.exp(pb.ep.lookup(keras.counts)[0]),
+        "fp-c-top-ratio": clean.counts.probabilities()[0]
+        / np.exp(pb.ep.lookup(clean.counts)[0]),
         "fp-err-sgd-k": st_keras["error_sgd"],
         "fp-err-sgd-c": st_clean["error_sgd"],
         "fp-err-pb-direct": st_keras["error_pb_direct"],
@@ -410,42 +409,25 @@ fp.glue_numbers(
 # clean rule. Answers the Boolean panels of {cite:t}`mingard2021`.
 # ```
 #
-# Under either rule the points follow the diagonal: for functions seen at least {glue:text}`fp-min-count` times
-# the correlation of $\log P_{\mathrm{SGD}}$ with $\log P_B$ (EP) is {glue:text}`fp-k-corr:.2f` under the Keras
-# rule ({glue:text}`fp-k-within:.0%` of {glue:text}`fp-k-n` functions within a factor of ten) and
-# {glue:text}`fp-c-corr:.2f` under the clean rule ({glue:text}`fp-c-within:.0%` of {glue:text}`fp-c-n`). EP was
-# run for {glue:text}`fp-ep-n:,` functions and failed to converge on {glue:text}`fp-ep-failed` (a failure would
-# be left out of every statistic and counted here). The stop rule moves the top of the distribution — the
-# Keras rule lifts the most probable functions above $P_B$ — while the agreement over orders of magnitude holds.
+# Most of SGD's functions lie within a decade of $P_B$ under either rule: of those seen at least
+# {glue:text}`fp-min-count` times, {glue:text}`fp-k-within:.0%` under the Keras rule ({glue:text}`fp-k-n`
+# functions) and {glue:text}`fp-c-within:.0%` under the clean rule ({glue:text}`fp-c-n`). The correlation of the
+# logarithms is only moderate, {glue:text}`fp-k-corr:.2f` and {glue:text}`fp-c-corr:.2f`: most functions are seen
+# a handful of times, where $P_{\mathrm{SGD}}$ is noisy, and the floor of one run keeps just the rare functions
+# that SGD happened to find more often than $P_B$ says (the horizontal band of points above the diagonal). The
+# stop rule shows at the top: the most probable function, the target's own labelling of $E$, takes
+# {glue:text}`fp-k-top-ratio:.1f` times its $P_B$ (EP) under the Keras rule and {glue:text}`fp-c-top-ratio:.1f`
+# times under the clean rule. EP was run for {glue:text}`fp-ep-n:,` functions and failed to converge on
+# {glue:text}`fp-ep-failed` (a failure would be left out of every statistic and counted here).
 
 # %% tags=["remove-input"]
 plots.table(
     fp.compare_frame(
         {"keras": st_keras, "clean": st_clean},
-        columns=[
-            "n_counted",
-            "n_distinct",
-            "top1",
-            "ep_corr",
-            "ep_within",
-            "ep_n",
-            "direct_corr",
-            "direct_within",
-            "direct_n",
-            "error_sgd",
-            "error_pb_direct",
-            "error_pb_ep",
-        ],
+        columns=["n_counted", *fp.PB_COLUMNS],
         index={"stop rule": ["Keras", "clean"]},
     ),
-    formats={
-        "within 10× of P_B, EP": "{:.0%}",
-        "within 10× of P_B, direct": "{:.0%}",
-        "mean test error, P_SGD": "{:.2%}",
-        "mean test error, P_B (direct)": "{:.2%}",
-        "mean test error, P_B (EP)": "{:.2%}",
-        "top-1 mass": "{:.3f}",
-    },
+    formats=fp.PB_FORMATS,
 )
 
 # %% [markdown]
@@ -526,8 +508,9 @@ glue("fig-fp-pb-methods", fig, display=False)
 fp.glue_numbers(
     {
         "fp-pbm-n": pbm["n_functions"],
-        "fp-ep-gp-median": float(np.median(pbm["log10_ep_over_gp"])),
-        "fp-ep-gp-max": float(np.max(np.abs(pbm["log10_ep_over_gp"]))),
+        "fp-pbm-one": pbm["n_one_chain"],
+        "fp-ep-gp-median": pbm["ep_gp_median"],
+        "fp-ep-gp-max": pbm["ep_gp_max"],
         "fp-evd-n": evd["n"],
         "fp-evd-median": evd["median_log10"],
         "fp-evd-max": evd["max_abs_log10"],
@@ -543,8 +526,9 @@ fp.glue_numbers(
 # :name: fig-fp-pb-methods
 #
 # **Four estimates of $P_B$ for the same functions** (the {glue:text}`fp-pbm-n` functions the NNGP's slice
-# sampler puts at $P_B \ge 10^{-3}$), against the slice-sampled NNGP value; bars are ±1 standard error, the band
-# a factor of two. Answers the comparison of EP with direct sampling in {cite:t}`mingard2021`.
+# sampler puts at $P_B \ge 10^{-3}$ in more than one chain; {glue:text}`fp-pbm-one` visited by a single stuck
+# chain are left out), against the slice-sampled NNGP value; bars are ±1 standard error, the band a factor of
+# two. Answers the comparison of EP with direct sampling in {cite:t}`mingard2021`.
 # ```
 #
 # EP sits below the sampled NNGP value by a roughly constant factor: the median $\log_{10}$ ratio is
@@ -571,25 +555,9 @@ studies = fp.target_studies(
     n_networks=target_networks,
     prior_samples=target_prior_samples,
 )
-fig = fplots.figure_targets(fp.target_panels(studies), min_count=ep_min_count)
+fig = fplots.figure_targets(fp.target_panels(studies), min_count=min_count)
 glue("fig-fp-targets", fig, display=False)
-targets_df = fp.studies_table(
-    studies,
-    columns=[
-        "n_distinct",
-        "top1",
-        "ep_corr",
-        "ep_within",
-        "ep_n",
-        "direct_corr",
-        "direct_within",
-        "direct_n",
-        "error_sgd",
-        "error_pb_direct",
-        "error_pb_ep",
-        "ep_failed",
-    ],
-)
+targets_df = fp.studies_table(studies, columns=[*fp.PB_COLUMNS, "ep_failed"])
 
 # %% tags=["remove-input"]
 t_corr = targets_df["corr(log P_SGD, log P_B), EP"]
@@ -604,6 +572,7 @@ fp.glue_numbers(
         "fp-t-corr-min": float(t_corr.min()),
         "fp-t-within-med": float(t_within.median()),
         "fp-t-within-min": float(t_within.min()),
+        "fp-t-within-max": float(t_within.max()),
         "fp-t-n-corr": int(t_corr.notna().sum()),
         "fp-t-rows": len(targets_df),
     }
@@ -619,27 +588,20 @@ fp.glue_numbers(
 # {cite:t}`mingard2021`.
 # ```
 #
-# The agreement is not special to the headline target. Over the {glue:text}`fp-t-n-corr` target-and-rule pairs
-# with enough repeated functions for a correlation (of {glue:text}`fp-t-rows`), its median is
-# {glue:text}`fp-t-corr-k-med:.2f` under the Keras rule and {glue:text}`fp-t-corr-c-med:.2f` under the clean rule
-# (lowest {glue:text}`fp-t-corr-min:.2f`); the median fraction of functions within a decade of $P_B$ is
-# {glue:text}`fp-t-within-med:.0%` (lowest {glue:text}`fp-t-within-min:.0%`). The table gives each target's
-# numbers; "—" marks a statistic with too few functions (a correlation needs three functions seen at least
-# {glue:text}`fp-min-count` times, direct sampling a function drawn at least twice).
+# The agreement is uneven across targets. Over the {glue:text}`fp-t-n-corr` target-and-rule pairs with enough
+# repeated functions for a correlation (of {glue:text}`fp-t-rows`) its median is {glue:text}`fp-t-corr-k-med:.2f`
+# under the Keras rule and {glue:text}`fp-t-corr-c-med:.2f` under the clean rule (lowest
+# {glue:text}`fp-t-corr-min:.2f`); the fraction of functions within a decade of $P_B$ runs from
+# {glue:text}`fp-t-within-min:.0%` to {glue:text}`fp-t-within-max:.0%` (median {glue:text}`fp-t-within-med:.0%`).
+# Where it is low, $P_{\mathrm{SGD}}$ sits above $P_B$: at {glue:text}`fp-target-n:,` runs a function must be
+# found {glue:text}`fp-min-count` times to count, and the functions that pass are those SGD favours more than
+# the posterior does. The table gives each target's numbers; "—" marks a statistic with too few functions (a
+# correlation needs three functions seen at least {glue:text}`fp-min-count` times, direct sampling a function
+# drawn at least twice — at {glue:text}`fp-target-prior:,` prior samples only the targets with a large $P(S)$
+# resolve any).
 
 # %% tags=["remove-input"]
-plots.table(
-    targets_df,
-    formats={
-        "target K_LZ": "{:.1f}",
-        "top-1 mass": "{:.3f}",
-        "within 10× of P_B, EP": "{:.0%}",
-        "within 10× of P_B, direct": "{:.0%}",
-        "mean test error, P_SGD": "{:.1%}",
-        "mean test error, P_B (direct)": "{:.1%}",
-        "mean test error, P_B (EP)": "{:.1%}",
-    },
-)
+plots.table(targets_df, formats={"target K_LZ": "{:.1f}", **fp.PB_FORMATS})
 
 # %% [markdown]
 # (fp-train-sets)=
@@ -771,6 +733,10 @@ fp.glue_numbers(
         "fp-opt-within-min": float(o_within.min()),
         "fp-opt-top1-min": float(o_top1.min()),
         "fp-opt-top1-max": float(o_top1.max()),
+        "fp-opt-k-min": float(o_top1[opt_df["stop rule"] == "Keras"].min()),
+        "fp-opt-k-max": float(o_top1[opt_df["stop rule"] == "Keras"].max()),
+        "fp-opt-c-min": float(o_top1[opt_df["stop rule"] == "clean"].min()),
+        "fp-opt-c-max": float(o_top1[opt_df["stop rule"] == "clean"].max()),
         "fp-opt-unfit": int(opt_df["never fitted"].sum() + opt_df["diverged"].sum()),
     }
 )
@@ -784,13 +750,15 @@ fp.glue_numbers(
 # within a factor of ten of $P_B$ (EP). Answers the optimiser comparison of {cite:t}`mingard2021`.
 # ```
 #
-# Across the {glue:text}`fp-opt-settings` settings every optimiser keeps most of its functions near $P_B$ (the
-# fraction within a decade is at least {glue:text}`fp-opt-within-min:.0%`; in the
-# {glue:text}`fp-opt-corr-n` settings with enough repeated functions the correlation runs from
-# {glue:text}`fp-opt-corr-min:.2f` to {glue:text}`fp-opt-corr-max:.2f`), while the top-1 mass ranges from
-# {glue:text}`fp-opt-top1-min:.2f` to {glue:text}`fp-opt-top1-max:.2f` — and the stop rule moves it as much as
-# the optimiser does. {glue:text}`fp-opt-unfit` runs never fitted or diverged in all settings together; they are
-# reported per setting below and never counted.
+# The stop rule moves the concentration more than the optimiser does: under the Keras rule every optimiser and
+# batch size puts {glue:text}`fp-opt-k-min:.2f`–{glue:text}`fp-opt-k-max:.2f` of its runs on its top function,
+# under the clean rule {glue:text}`fp-opt-c-min:.2f`–{glue:text}`fp-opt-c-max:.2f`. At
+# {glue:text}`fp-opt-runs:,` runs per setting only a handful of functions are seen {glue:text}`fp-min-count`
+# times (column "functions (EP)"), so the fraction within a decade of $P_B$ (lowest
+# {glue:text}`fp-opt-within-min:.0%`) and the correlation ({glue:text}`fp-opt-corr-n` settings have one, from
+# {glue:text}`fp-opt-corr-min:.2f` to {glue:text}`fp-opt-corr-max:.2f`) rest on few points.
+# {glue:text}`fp-opt-unfit` runs never fitted or diverged in all settings together; they are reported per setting
+# below and never counted.
 
 # %% tags=["remove-input"]
 plots.table(
@@ -909,11 +877,13 @@ fp.glue_numbers(
 # ```
 #
 # Over the prior samples the Spearman correlation of $\log P_B$ with $K_{\mathrm{LZ}}$ is
-# {glue:text}`fp-rho_prior_lz:.2f` (p = {glue:text}`fp-p_prior_lz:.1g`) and with the critical sample ratio
-# {glue:text}`fp-rho_prior_csr:.2f` (p = {glue:text}`fp-p_prior_csr:.1g`); over SGD's functions
-# {glue:text}`fp-rho_sgd_lz:.2f` (p = {glue:text}`fp-p_sgd_lz:.1g`) and {glue:text}`fp-rho_sgd_csr:.2f`
-# (p = {glue:text}`fp-p_sgd_csr:.1g`). All functions here agree with the target on $S$, which keeps their
-# complexities in a narrow range.
+# {glue:text}`fp-rho_prior_lz:.2f` (p = {glue:text}`fp-p_prior_lz:.1g`), and over SGD's functions
+# {glue:text}`fp-rho_sgd_lz:.2f` (p = {glue:text}`fp-p_sgd_lz:.1g`): the posterior favours simple functions,
+# though all of them here agree with the target on $S$, which keeps their complexities in a narrow range. The
+# critical sample ratio points the other way ({glue:text}`fp-rho_prior_csr:.2f` and
+# {glue:text}`fp-rho_sgd_csr:.2f`): the target `0011…` is decided by one input bit, so every input has a
+# neighbour of the other label and its ratio is 1, the largest possible. For Boolean functions the ratio measures
+# sensitivity to single bits, not simplicity; it is a complexity measure for images (page II), not here.
 
 # %% [markdown]
 # ## Explore the runs
@@ -942,13 +912,17 @@ explorer
 
 # %% tags=["remove-input"]
 paper = fp.PAPER_BOOLEAN
-scale = f"{keras.n_counted:,} counted runs ({keras.n_clusters:,} processes), |S| = {split.n_train}"
+scale = (
+    f"{keras.n_counted:,} counted runs ({keras.n_clusters:,} processes), "
+    f"|S| = {split.n_train}"
+)
 numbers = {
     "bool_top1_mass": dict(
         value=k1,
         paper=paper["top1"],
         label="top-1 mass of P_SGD (Keras rule)",
-        description=f"target 7, mask A, SGD lr {bool_lr}, batch {bool_batch}, CE; {scale}; "
+        description=f"target 7, mask A, SGD lr {bool_lr}, batch {bool_batch}, CE; "
+        f"{scale}; "
         f"± {k1_se:.3f} (1 se over processes)",
     ),
     "bool_top10_mass": dict(
@@ -966,7 +940,8 @@ numbers = {
     "bool_top1_authors_se": dict(
         value=auth1_se,
         label="MC standard error of the authors' top-1 mass",
-        description="400 processes × 1,500 runs, between-process variance estimated from ours",
+        description="400 processes × 1,500 runs, between-process variance estimated "
+        "from ours",
     ),
     "bool_n_distinct": dict(
         value=keras.counts.n_distinct,
@@ -983,10 +958,16 @@ numbers = {
         value=keras.frac_sign_misfit,
         label="counted runs not fitting S by sign (Keras rule)",
     ),
+    "bool_test_error_keras05": dict(
+        value=proto.labels_05.counts.mean_error(split.y_test),
+        paper=paper["test_error"],
+        label="mean test error at the 0.5 threshold (Keras rule)",
+        description="E read as Keras' accuracy reads it; "
+        f"{proto.labels_05.n_counted:,} runs",
+    ),
     "bool_test_error_sgd": dict(
         value=st_keras["error_sgd"],
-        paper=paper["test_error"],
-        label="mean test error under P_SGD (Keras rule)",
+        label="mean test error of the recorded functions (Keras rule)",
     ),
     "clean_top1_mass": dict(
         value=c1, label="top-1 mass of P_SGD (clean rule)", description=f"± {c1_se:.3f}"
@@ -1010,7 +991,8 @@ numbers = {
     "overtrain_n_distinct": dict(
         value=proto.overtrained("keras").counts.n_distinct,
         label=f"distinct functions, Keras rule, wait {overtrain_epochs}",
-        description=f"in {proto.overtrained('keras').n_counted:,} runs (the paper's 6,632: in 6×10⁵)",
+        description=f"in {proto.overtrained('keras').n_counted:,} runs (the paper's "
+        "6,632: in 6×10⁵)",
     ),
     "overtrain_fresh_top1_mass": dict(
         value=of1, label="top-1 mass, wait 64, fresh callback"
@@ -1022,12 +1004,14 @@ numbers = {
         value=l1,
         paper=paper["large_top1"],
         label="top-1 mass, |S| = 64 (Keras rule)",
-        description=f"inferred mask A64; {large.runs['keras'].n_counted:,} runs; ± {l1_se:.3f}",
+        description=f"inferred mask A64; {large.runs['keras'].n_counted:,} runs; ± "
+        f"{l1_se:.3f}",
     ),
     "large_S_n_distinct": dict(
         value=large.runs["keras"].counts.n_distinct,
         label="distinct functions, |S| = 64 (Keras rule)",
-        description=f"in {large.runs['keras'].n_counted:,} runs (the paper's 486: in 6×10⁵)",
+        description=f"in {large.runs['keras'].n_counted:,} runs (the paper's 486: in "
+        "6×10⁵)",
     ),
     "large_S_clean_top1_mass": dict(
         value=lc1, label="top-1 mass, |S| = 64 (clean rule)"
@@ -1049,7 +1033,8 @@ numbers = {
     "bool_corr_log_psgd_log_pb_direct": dict(
         value=st_keras["direct_corr"],
         label="corr(log P_SGD, log P_B), direct sampling, Keras rule",
-        description=f"functions seen ≥ {min_count}× and drawn ≥ 2×: {st_keras['direct_n']}",
+        description=f"functions seen ≥ {min_count}× and drawn ≥ 2×: "
+        f"{st_keras['direct_n']}",
     ),
     "bool_ep_functions": dict(
         value=len(pb.ep), label="functions with P_B by EP (headline)"
@@ -1059,13 +1044,14 @@ numbers = {
         value=pb.prior.counts.top_k_mass(1) if pb.prior.n_consistent else float("nan"),
         paper=paper["pb_top_direct"],
         label="P_B of the most probable function, direct sampling",
-        description=f"{pb.prior.n_consistent:,} of {pb.prior.n_sampled:,} prior networks fit S",
+        description=f"{pb.prior.n_consistent:,} of {pb.prior.n_sampled:,} prior "
+        "networks fit S",
     ),
     "bool_pb_top_gp": dict(
         value=pbm["top_gp"], label="P_B of the most probable function, NNGP"
     ),
     "bool_median_log10_ep_over_gp": dict(
-        value=float(np.median(pbm["log10_ep_over_gp"])),
+        value=pbm["ep_gp_median"],
         label="median log10(P_B EP / P_B NNGP)",
     ),
     "bool_median_log10_ep_over_direct": dict(
@@ -1148,7 +1134,8 @@ results.claim(
     paper="mingard2021",
     profile=profile,
     item="Boolean system, P_SGD",
-    claim="P_SGD is concentrated on few functions: top-1/top-10 mass 0.653/0.697 (target 0011…, |S| = 32).",
+    claim="P_SGD is concentrated on few functions: top-1/top-10 mass 0.653/0.697 "
+    "(target 0011…, |S| = 32).",
     status=results.verdict(
         {
             "top-1 within 2 se of 0.653": results.within(
@@ -1159,10 +1146,13 @@ results.claim(
             ),
         }
     ),
-    paper_scale="6×10⁵ runs in 400 processes, Keras SGD lr 0.01, batch 8, the authors' stop rule",
+    paper_scale="6×10⁵ runs in 400 processes, Keras SGD lr 0.01, batch 8, the authors' "
+    "stop rule",
     scale=f"{scale}, the authors' stop rule emulated; clean rule beside it",
-    reason=f"With the authors' rule top-1 {k1:.3f} ± {k1_se:.3f} and top-10 {k10:.3f} ± {k10_se:.3f} "
-    f"(errors over processes, the authors' own ≈ ±{auth1_se:.3f}); the stop rule the paper describes gives "
+    reason=f"With the authors' rule top-1 {k1:.3f} ± {k1_se:.3f} and top-10 {k10:.3f} "
+    f"± {k10_se:.3f} "
+    f"(errors over processes, the authors' own ≈ ±{auth1_se:.3f}); the stop rule the "
+    "paper describes gives "
     f"{c1:.3f}: the concentration is a property of the undocumented stop rule.",
     section="fp-protocol",
     numbers=[
@@ -1189,7 +1179,8 @@ results.claim(
     ),
     paper_scale="6×10⁵ runs, +64 epochs (the Keras callback's wait)",
     scale=f"{proto.overtrained('keras').n_counted:,} runs per rule",
-    reason=f"Keras rule with a 64-epoch wait {o1:.3f} ± {o1_se:.3f} (paper 0.939); a fresh callback "
+    reason=f"Keras rule with a 64-epoch wait {o1:.3f} ± {o1_se:.3f} (paper 0.939); a "
+    "fresh callback "
     f"{of1:.3f}; the clean rule +64 epochs {oc1:.3f} (from {c1:.3f}).",
     section="fp-overtraining",
     numbers=[
@@ -1213,9 +1204,12 @@ results.claim(
         else "not reproduced"
     ),
     paper_scale="6×10⁵ runs, |S| = 64 (train set not recorded)",
-    scale=f"{large.runs['keras'].n_counted:,} runs per rule, |S| = 64 (inferred mask: mask A + 32)",
-    reason=f"Keras rule {l1:.3f} ± {l1_se:.3f} (paper 0.977), clean rule {lc1:.3f}; the train set is "
-    "inferred from the authors' data script, so this is a like-for-like comparison only if that inference holds.",
+    scale=f"{large.runs['keras'].n_counted:,} runs per rule, |S| = 64 (inferred mask: "
+    "mask A + 32)",
+    reason=f"Keras rule {l1:.3f} ± {l1_se:.3f} (paper 0.977), clean rule {lc1:.3f}; "
+    "the train set is "
+    "inferred from the authors' data script, so this is a like-for-like comparison "
+    "only if that inference holds.",
     section="fp-overtraining",
     numbers=["large_S_top1_mass", "large_S_clean_top1_mass"],
 )
@@ -1225,7 +1219,8 @@ results.claim(
     paper="mingard2021",
     profile=profile,
     item="Boolean system",
-    claim="P_SGD(f|S) tracks P_B(f|S) (EP on the NNGP) within about an order of magnitude over many orders.",
+    claim="P_SGD(f|S) tracks P_B(f|S) (EP on the NNGP) within about an order of "
+    "magnitude over many orders.",
     status=results.verdict(
         {
             "headline, Keras rule: corr ≥ 0.7": bool(st_keras["ep_corr"] >= 0.7),
@@ -1237,8 +1232,10 @@ results.claim(
     ),
     paper_scale="6×10⁵ runs per target, FCN 7→40→40→1, |S| = 32, seven targets",
     scale=f"{scale} (headline); {target_networks:,} runs per target and rule",
-    reason=f"Headline target: corr {st_keras['ep_corr']:.2f} (Keras) / {st_clean['ep_corr']:.2f} (clean), "
-    f"{st_keras['ep_within']:.0%} within 10×; seven targets: median corr {t_corr[t_keras].median():.2f}, "
+    reason=f"Headline target: corr {st_keras['ep_corr']:.2f} (Keras) / "
+    f"{st_clean['ep_corr']:.2f} (clean), "
+    f"{st_keras['ep_within']:.0%} within 10×; seven targets: median corr "
+    f"{t_corr[t_keras].median():.2f}, "
     f"median within 10× {t_within.median():.0%}.",
     section="fp-boolean",
     numbers=[
@@ -1256,14 +1253,15 @@ results.claim(
     paper="mingard2021",
     profile=profile,
     item="Boolean system, P_B by sampling",
-    claim="P_B estimated by direct sampling of prior networks agrees with the EP estimate.",
+    claim="P_B estimated by direct sampling of prior networks agrees with the EP "
+    "estimate.",
     status=results.verdict(
         {
             "EP within 3× of direct sampling (median)": bool(
                 abs(evd["median_log10"]) < 0.5
             ),
             "EP within 3× of the exact NNGP (median)": bool(
-                abs(np.median(pbm["log10_ep_over_gp"])) < 0.5
+                abs(pbm["ep_gp_median"]) < 0.5
             ),
             "direct sampling resolves ≥ 5 functions": bool(evd["n"] >= 5),
         }
@@ -1271,8 +1269,9 @@ results.claim(
     paper_scale="10⁷–10¹⁰ prior samples; top function P_B ≈ 0.14",
     scale=f"{pb.prior.n_sampled:,} prior networks ({pb.prior.n_consistent:,} fit S), "
     f"{pbm['gp_sampled']:,} NNGP draws, {ess_chains} slice-sampling chains",
-    reason=f"EP vs direct: median log10 ratio {evd['median_log10']:+.2f} over {evd['n']} functions drawn ≥ 10×; "
-    f"EP vs the exact NNGP: {np.median(pbm['log10_ep_over_gp']):+.2f}.",
+    reason=f"EP vs direct: median log10 ratio {evd['median_log10']:+.2f} over "
+    f"{evd['n']} functions drawn ≥ 10×; "
+    f"EP vs the exact NNGP: {pbm['ep_gp_median']:+.2f}.",
     section="fp-ep-gp",
     numbers=[
         "bool_median_log10_ep_over_direct",
@@ -1286,7 +1285,8 @@ results.claim(
     paper="mingard2021",
     profile=profile,
     item="Optimisers and batch sizes",
-    claim="SGD, Adam, Adagrad, RMSprop and Adadelta at several batch sizes all track P_B; differences are "
+    claim="SGD, Adam, Adagrad, RMSprop and Adadelta at several batch sizes all track "
+    "P_B; differences are "
     "second order.",
     status=results.verdict(
         {
@@ -1299,10 +1299,13 @@ results.claim(
         }
     ),
     paper_scale="Boolean and MNIST, batch 1–128, 10⁵–10⁶ runs per setting",
-    scale=f"Boolean, {len(opt_names)} optimisers × batch {opt_batches} × {len(opt_rules)} stop rules, "
+    scale=f"Boolean, {len(opt_names)} optimisers × batch {opt_batches} × "
+    f"{len(opt_rules)} stop rules, "
     f"{opt_networks:,} runs each (MNIST: page II)",
-    reason=f"Lowest within-10× {o_within.min():.0%}; {int(o_corr.notna().sum())} of {len(opt_df)} settings have a "
-    f"correlation ({o_corr.min():.2f}–{o_corr.max():.2f}); top-1 mass {o_top1.min():.2f}–{o_top1.max():.2f}.",
+    reason=f"Lowest within-10× {o_within.min():.0%}; {int(o_corr.notna().sum())} of "
+    f"{len(opt_df)} settings have a "
+    f"correlation ({o_corr.min():.2f}–{o_corr.max():.2f}); top-1 mass "
+    f"{o_top1.min():.2f}–{o_top1.max():.2f}.",
     section="fp-optimisers",
     numbers=[
         "opt_within_min",
@@ -1325,8 +1328,10 @@ results.claim(
         else "not reproduced"
     ),
     paper_scale="Boolean n = 7, targets of K_LZ 28–42",
-    scale=f"target 7 (K_LZ 28), {pb.prior.counts.n_distinct:,} functions from direct sampling",
-    reason=f"Spearman ρ(K_LZ, log P_B) = {cdata['rho_prior_lz']:.2f} (p = {cdata['p_prior_lz']:.1g}) over the "
+    scale=f"target 7 (K_LZ 28), {pb.prior.counts.n_distinct:,} functions from direct "
+    "sampling",
+    reason=f"Spearman ρ(K_LZ, log P_B) = {cdata['rho_prior_lz']:.2f} (p = "
+    f"{cdata['p_prior_lz']:.1g}) over the "
     f"sampled functions; with the critical sample ratio {cdata['rho_prior_csr']:.2f}.",
     section="fp-complexity",
     numbers=[
@@ -1341,7 +1346,8 @@ results.claim(
     paper="mingard2021",
     profile=profile,
     item="Error histograms",
-    claim="P_B is biased towards low-error functions, and P_SGD's error distribution follows P_B's.",
+    claim="P_B is biased towards low-error functions, and P_SGD's error distribution "
+    "follows P_B's.",
     status=results.verdict(
         {
             "P_B's mean error far below chance (< 0.25)": bool(
@@ -1354,8 +1360,10 @@ results.claim(
     ),
     paper_scale="Boolean |S| = 32 and MNIST |S| = 10⁴",
     scale=f"Boolean only (MNIST: page II), {scale}",
-    reason=f"Mean test error {st_keras['error_sgd']:.3f} under P_SGD (Keras), {st_clean['error_sgd']:.3f} "
-    f"(clean), {st_keras['error_pb_direct']:.3f} under P_B by direct sampling (chance 0.5).",
+    reason=f"Mean test error {st_keras['error_sgd']:.3f} under P_SGD (Keras), "
+    f"{st_clean['error_sgd']:.3f} "
+    f"(clean), {st_keras['error_pb_direct']:.3f} under P_B by direct sampling (chance "
+    "0.5).",
     section="fp-ranks",
     numbers=[
         "bool_mean_error_sgd",
@@ -1374,20 +1382,23 @@ results.claim(
 #   (paper 0.653 and 0.697), and {glue:text}`fp-o1:.3f` with 64 epochs of wait (paper 0.939); with the clean rule
 #   the paper describes, {glue:text}`fp-c1:.3f` and {glue:text}`fp-oc1:.3f`. Each quirk alone concentrates
 #   $P_{\mathrm{SGD}}$ by making runs train longer past the fit.
-# - **$P_{\mathrm{SGD}} \approx P_B$ holds at first order under either rule:** correlation of the logs
-#   {glue:text}`fp-k-corr:.2f` (Keras) and {glue:text}`fp-c-corr:.2f` (clean) on the headline target, median
-#   {glue:text}`fp-t-corr-k-med:.2f` / {glue:text}`fp-t-corr-c-med:.2f` over the seven targets.
+# - **$P_{\mathrm{SGD}} \approx P_B$ holds loosely, under either rule:** most of SGD's frequent functions lie
+#   within a decade of $P_B$ ({glue:text}`fp-k-within:.0%` on the headline target, median
+#   {glue:text}`fp-t-within-med:.0%` over the seven targets), but at these run counts the log-log correlation is
+#   moderate ({glue:text}`fp-k-corr:.2f` Keras, {glue:text}`fp-c-corr:.2f` clean on the headline target; median
+#   {glue:text}`fp-t-corr-k-med:.2f` / {glue:text}`fp-t-corr-c-med:.2f` over the targets).
 # - **Much of any single number is the particular $S$:** over {glue:text}`fp-ts-n` random train sets the Keras
 #   rule's top-1 mass spans {glue:text}`fp-ts-k-min:.2f`–{glue:text}`fp-ts-k-max:.2f`.
-# - **Optimisers** at Keras' defaults all keep their functions near $P_B$ (at least
-#   {glue:text}`fp-opt-within-min:.0%` within a decade); their top-1 masses differ
-#   ({glue:text}`fp-opt-top1-min:.2f`–{glue:text}`fp-opt-top1-max:.2f`), as do the two rules'.
+# - **Optimisers** at Keras' defaults differ less than the stop rules do: top-1 mass
+#   {glue:text}`fp-opt-k-min:.2f`–{glue:text}`fp-opt-k-max:.2f` for every optimiser and batch size under the Keras
+#   rule, {glue:text}`fp-opt-c-min:.2f`–{glue:text}`fp-opt-c-max:.2f` under the clean rule.
 # - **$P_B$ favours low error and low complexity:** a posterior sample errs on {glue:text}`fp-err-pb-direct:.1%` of
-#   $E$, and $\log P_B$ falls with $K_{\mathrm{LZ}}$ (Spearman {glue:text}`fp-rho_prior_lz:.2f`). EP sits about
-#   {glue:text}`fp-ep-gp-median:+.2f` decades from the exact NNGP value. The |S| = 64 comparison rests on an
-#   inferred train set ({glue:text}`fp-l1:.3f` against 0.977).
+#   $E$, and $\log P_B$ falls with $K_{\mathrm{LZ}}$ (Spearman {glue:text}`fp-rho_prior_lz:.2f`); EP sits
+#   {glue:text}`fp-ep-gp-median:+.2f` decades from the exact NNGP value. At $|S| = 64$, on the train set inferred
+#   from the authors' data script, the Keras rule gives {glue:text}`fp-l1:.3f` against the paper's 0.977.
 
 # %% tags=["remove-cell"]
 print(
-    f"page I ran in {time.time() - t_start:.0f} s; recorded as 'not enough data': {not_enough}"
+    f"page I ran in {time.time() - t_start:.0f} s; recorded as 'not enough data': "
+    f"{not_enough}"
 )

@@ -132,7 +132,7 @@ def test_keras_sharded_run_equals_its_shards_and_checks_whole_processes():
         fp.train_functions(sp.x_train, sp.y_train, sp.x_test, n_networks=10**9, stop_rule="keras2", **SMALL)
     with pytest.raises(ValueError, match="wait"):
         fp.train_functions(sp.x_train, sp.y_train, sp.x_test, n_networks=10**9, stop_rule="keras",
-                           overtrain_epochs=3, **{**SMALL})
+                           overtrain_epochs=3, **SMALL)
     with pytest.raises(ValueError, match="unknown optimizer"):
         fp.train_functions(sp.x_train, sp.y_train, sp.x_test, n_networks=10**9, optimizer="lbfgs", **SMALL)
 
@@ -142,9 +142,8 @@ def test_limit_threads_restores():
     with fp.limit_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="torch_threads"):
-        with fp.limit_threads(0):
-            pass
+    with pytest.raises(ValueError, match="torch_threads"), fp.limit_threads(0):
+        pass
 
 
 # --------------------------------------------------------------------------------------------------------------------

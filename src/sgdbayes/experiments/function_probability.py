@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,15 +42,61 @@ from sgdbayes.functions import FunctionCounts, as_bits
 from sgdbayes.params import Choice, Float, Int, Kind, List, Rule, Spec, Str, same_length
 
 __all__ = [
-    "COMPARE_COLUMNS", "DECOMPOSITION", "KERAS_HYPER", "KERAS_LR", "PAPER_BOOLEAN", "PARAMETERS", "TF2_KERAS_LR",
-    "BooleanSetup", "EPMarginals", "OptimiserStudy", "PBStudy", "PBTable", "PriorRun", "ProtocolStudy", "SplitStudy",
-    "TrainingRun", "authors_mask_64", "authors_split", "compare", "compare_frame", "complexity_data",
-    "decomposition_rule", "ep_log_pb", "ep_marginals", "ep_only_study", "ep_table", "ep_vs_direct",
-    "error_distribution", "gp_ess", "gp_exact_functions", "gp_posterior_marginals", "gp_rejection",
-    "headline_statistics", "keras_hyper", "lz_of_functions", "merge_training_runs", "nngp_matrix",
-    "optimiser_study", "optimiser_table", "pb_methods", "pb_study", "prior_functions", "protocol_study",
-    "protocol_table", "random_splits", "resolve_scheduler", "settings_table", "split_study", "spread_table",
-    "studies_table", "target_studies", "train_functions", "train_shard",
+    "COMPARE_COLUMNS",
+    "DECOMPOSITION",
+    "KERAS_HYPER",
+    "KERAS_LR",
+    "PAPER_BOOLEAN",
+    "PARAMETERS",
+    "PB_COLUMNS",
+    "PB_FORMATS",
+    "TF2_KERAS_LR",
+    "BooleanSetup",
+    "EPMarginals",
+    "OptimiserStudy",
+    "PBStudy",
+    "PBTable",
+    "PriorRun",
+    "ProtocolStudy",
+    "SplitStudy",
+    "TrainingRun",
+    "authors_mask_64",
+    "authors_split",
+    "compare",
+    "compare_frame",
+    "complexity_data",
+    "decomposition_rule",
+    "ep_log_pb",
+    "ep_marginals",
+    "ep_only_study",
+    "ep_table",
+    "ep_vs_direct",
+    "error_distribution",
+    "gp_ess",
+    "gp_exact_functions",
+    "gp_posterior_marginals",
+    "gp_rejection",
+    "headline_statistics",
+    "keras_hyper",
+    "lz_of_functions",
+    "merge_training_runs",
+    "nngp_matrix",
+    "optimiser_study",
+    "optimiser_table",
+    "pb_methods",
+    "pb_study",
+    "prior_functions",
+    "protocol_study",
+    "protocol_table",
+    "random_splits",
+    "resolve_scheduler",
+    "settings_table",
+    "split_study",
+    "spread_table",
+    "studies_table",
+    "target_studies",
+    "train_functions",
+    "train_shard",
 ]
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -956,6 +1002,14 @@ COMPARE_COLUMNS = {
 }
 
 
+#: The columns of a P_SGD-against-P_B table (keys of :data:`COMPARE_COLUMNS`) and their formats.
+PB_COLUMNS = ["n_distinct", "top1", "ep_corr", "ep_within", "ep_n", "direct_corr", "direct_within", "direct_n",
+              "error_sgd", "error_pb_direct", "error_pb_ep"]
+PB_FORMATS = {"top-1 mass": "{:.3f}", "within 10× of P_B, EP": "{:.0%}", "within 10× of P_B, direct": "{:.0%}",
+              "mean test error, P_SGD": "{:.1%}", "mean test error, P_B (direct)": "{:.1%}",
+              "mean test error, P_B (EP)": "{:.1%}"}
+
+
 def compare_frame(rows: Mapping[Any, Mapping[str, Any]], *, columns: Sequence[str], index: Mapping[str, Sequence]
                   ) -> Any:
     """A table of :func:`compare` rows: ``index`` maps leading column names to one value per row (in ``rows``'
@@ -1009,6 +1063,7 @@ class ProtocolStudy:
     flags: dict[str, tuple[bool, str, bool]]
     y_test: np.ndarray
     overtrain_epochs: int
+    labels_05: TrainingRun | None = None
 
     @property
     def keras(self) -> TrainingRun:
@@ -1027,14 +1082,19 @@ class ProtocolStudy:
 
 
 def protocol_study(split, setup: BooleanSetup, *, main_networks: int, cell_networks: int, overtrain_epochs: int,
-                   overtrain_networks: int, progress: bool = False) -> ProtocolStudy:
-    """Every cell of :data:`DECOMPOSITION` on ``split`` (the clean and the full Keras rule with ``main_networks``,
-    the six others with ``cell_networks``; the same seeds, so every cell starts from the same initialisations), then
-    ``overtrain_epochs`` extra epochs under the Keras rule (its wait; shared and fresh callback) and the clean rule,
-    ``overtrain_networks`` each."""
+                   overtrain_networks: int, clean_networks: int | None = None, progress: bool = False
+                   ) -> ProtocolStudy:
+    """Every cell of :data:`DECOMPOSITION` on ``split`` (the full Keras rule with ``main_networks``, the clean rule
+    with ``clean_networks`` (default ``main_networks``), the six others with ``cell_networks``; the same seeds, so
+    every cell starts from the same initialisations), then ``overtrain_epochs`` extra epochs under the Keras rule
+    (its wait; shared and fresh callback) and the clean rule, ``overtrain_networks`` each; and the first
+    ``cell_networks`` Keras runs again with their functions read at logit > 0.5 (``labels_05``: the same training,
+    the labelling Keras' ``accuracy`` uses, so its mean error is the test error in the authors' result file)."""
     runs, flags = {}, {}
+    sizes = {(False, False, False): main_networks if clean_networks is None else clean_networks,
+             (True, True, True): main_networks}
     for label, (thr, wait, shared) in DECOMPOSITION.items():
-        n = main_networks if (thr, wait, shared) in ((False, False, False), (True, True, True)) else cell_networks
+        n = sizes.get((thr, wait, shared), cell_networks)
         runs[label] = setup.train(split, decomposition_rule(setup, thr, wait, shared), n, progress=progress)
         flags[label] = (thr, str(setup.wait) if wait else "0", shared)
     k = _check_positive("overtrain_epochs", overtrain_epochs)
@@ -1044,7 +1104,12 @@ def protocol_study(split, setup: BooleanSetup, *, main_networks: int, cell_netwo
                            (f"clean rule, +{k} epochs", setup.rule("clean"), (False, f"+{k}", False))):
         runs[label] = setup.train(split, rule, overtrain_networks, extra_epochs=k, progress=progress)
         flags[label] = f
-    return ProtocolStudy(runs=runs, flags=flags, y_test=np.asarray(split.y_test), overtrain_epochs=k)
+    keras = setup.rule("keras")
+    rule05 = StopRule.keras(keras.threshold, keras.wait, shared_callback=True, runs_per_process=keras.runs_per_process,
+                            label_threshold=0.5)
+    labels_05 = setup.train(split, rule05, cell_networks, progress=progress)
+    return ProtocolStudy(runs=runs, flags=flags, y_test=np.asarray(split.y_test), overtrain_epochs=k,
+                         labels_05=labels_05)
 
 
 def protocol_table(study: ProtocolStudy) -> Any:
@@ -1077,6 +1142,10 @@ class PBStudy:
     prior: PriorRun
     marginals: EPMarginals
 
+    def compare(self, run: TrainingRun, y_test, *, min_count: int = 5) -> dict[str, Any]:
+        """:func:`compare` of ``run`` against this P_B (EP, direct sampling and EP's marginals)."""
+        return compare(run, y_test, ep=self.ep, prior=self.prior, marginals=self.marginals, min_count=min_count)
+
 
 def pb_study(split, setup: BooleanSetup, runs: Iterable[TrainingRun], *, prior_samples: int,
              progress: bool = False) -> PBStudy:
@@ -1091,11 +1160,15 @@ def pb_study(split, setup: BooleanSetup, runs: Iterable[TrainingRun], *, prior_s
 
 
 def pb_methods(split, setup: BooleanSetup, pb: PBStudy, *, gp_samples: int, ess_chains: int, ess_steps: int,
-               ess_burn_in: int, p_min: float = 1e-3, max_functions: int = 60) -> dict[str, Any]:
-    """P_B of the same functions four ways (the functions the NNGP's elliptical-slice sampler gives P_B ≥ ``p_min``,
-    at most ``max_functions``): the NNGP sampled by elliptical slice sampling (``p_ess``, ``se_ess``: between-chain
-    errors) and by i.i.d. rejection (``p_rej``, ``sd_rej``: binomial), EP (``p_ep``) and the width-``hidden``
-    networks by direct sampling (``p_net``, ``sd_net``); plus ``log10_ep_over_gp`` and ``n_functions``."""
+               ess_burn_in: int, p_min: float = 1e-3, max_functions: int = 60, max_rel_se: float = 0.5
+               ) -> dict[str, Any]:
+    """P_B of the same functions four ways: the NNGP sampled by elliptical slice sampling (``p_ess``, ``se_ess``:
+    between-chain errors) and by i.i.d. rejection (``p_rej``, ``sd_rej``: binomial), EP (``p_ep``) and the
+    width-``hidden`` networks by direct sampling (``p_net``, ``sd_net``); plus ``log10_ep_over_gp`` and
+    ``n_functions`` (``ep_gp_median`` / ``ep_gp_max``: the median and the largest |·| of that log ratio, NaN with no
+    function). The functions are those the slice sampler puts at P_B ≥ ``p_min`` (at most ``max_functions``)
+    with a between-chain relative error below ``max_rel_se``: a function visited by one chain only (a chain stuck
+    where it started) has a relative error of 1 and is left out (``n_one_chain`` counts them)."""
     kernel = dict(depth=len(setup.hidden), sigma_w=setup.sigma_w, sigma_b=setup.sigma_b)
     with limit_threads(setup.torch_threads):
         ess = gp_posterior_marginals(split.x_train, split.y_train, split.x_test, n_chains=ess_chains,
@@ -1103,17 +1176,22 @@ def pb_methods(split, setup: BooleanSetup, pb: PBStudy, *, gp_samples: int, ess_
         rej = gp_exact_functions(split.x_train, split.y_train, split.x_test, n_samples=gp_samples,
                                  seed=setup.seed, **kernel)
     p_all = ess.counts.probabilities()
-    sel = np.flatnonzero(p_all >= min(p_min, p_all.max()))[:max_functions]
-    sub = ess.counts.subset(sel)
-    p_ess, se_ess = ess.pb(sub.bits())
-    p_ep = np.exp(setup.ep(split, [sub], min_count=1).lookup(sub))
+    cand = ess.counts.subset(np.flatnonzero(p_all >= min(p_min, p_all.max())))
+    p_c, se_c = ess.pb(cand.bits())
+    good = se_c < max_rel_se * p_c
+    sub = cand.subset(np.flatnonzero(good)[:max_functions])
+    p_ess, se_ess = p_c[good][:max_functions], se_c[good][:max_functions]
+    p_ep = np.exp(setup.ep(split, [sub], min_count=1).lookup(sub)) if sub.n_distinct else np.zeros(0)
     lp_rej, sdl_rej = rej.log_pb(sub.bits())
     lp_net, sdl_net = pb.prior.log_pb(sub)
     p_rej, p_net = np.exp(lp_rej), np.exp(lp_net)
-    return {"p_ess": p_ess, "se_ess": se_ess, "p_ep": p_ep, "p_rej": p_rej,
+    ratio = np.log10(p_ep / p_ess)
+    return {"ep_gp_median": float(np.median(ratio)) if ratio.size else math.nan,
+            "ep_gp_max": float(np.abs(ratio).max()) if ratio.size else math.nan, "p_ess": p_ess, "se_ess": se_ess, "p_ep": p_ep, "p_rej": p_rej,
             "sd_rej": p_rej * np.nan_to_num(sdl_rej, posinf=0.0), "p_net": p_net,
-            "sd_net": p_net * np.nan_to_num(sdl_net, posinf=0.0), "log10_ep_over_gp": np.log10(p_ep / p_ess),
-            "n_functions": int(sel.size), "gp_consistent": rej.n_consistent, "gp_sampled": rej.n_sampled,
+            "sd_net": p_net * np.nan_to_num(sdl_net, posinf=0.0), "log10_ep_over_gp": ratio,
+            "n_functions": int(sub.n_distinct), "n_one_chain": int((~good).sum()),
+            "gp_consistent": rej.n_consistent, "gp_sampled": rej.n_sampled,
             "top_gp": float(rej.counts.top_k_mass(1)) if rej.n_consistent else math.nan}
 
 
@@ -1157,9 +1235,8 @@ def split_study(name: str, split, setup: BooleanSetup, rules: Sequence[str], *, 
     pb = None
     if prior_samples:
         pb = pb_study(split, setup, runs.values(), prior_samples=prior_samples, progress=progress)
-    stats = {r: compare(run, split.y_test, ep=None if pb is None else pb.ep, prior=None if pb is None else pb.prior,
-                        marginals=None if pb is None else pb.marginals, min_count=setup.min_count)
-             for r, run in runs.items()}
+    stats = {r: (compare(run, split.y_test, min_count=setup.min_count) if pb is None
+                 else pb.compare(run, split.y_test, min_count=setup.min_count)) for r, run in runs.items()}
     return SplitStudy(name=name, split=split, runs=runs, pb=pb, stats=stats)
 
 
@@ -1448,7 +1525,8 @@ class _BooleanMask(Kind):
 
 
 _N_TRAIN = 32  # |S| of the authors' masks
-_NETWORK_COUNTS = ("main_networks", "cell_networks", "overtrain_networks", "target_networks", "train_set_networks",
+_NETWORK_COUNTS = ("main_networks", "clean_networks", "cell_networks", "overtrain_networks", "target_networks",
+                   "train_set_networks",
                    "opt_networks", "large_networks")
 
 
@@ -1467,7 +1545,8 @@ PARAMETERS = Spec(
     bool_target=_BooleanTarget(), bool_mask=_BooleanMask(), bool_hidden=List(Int(min=1), min_len=1),
     bool_sigma_w=Float(gt=0), bool_sigma_b=Float(min=0), bool_lr=Float(gt=0), bool_batch=Int(min=1, max=_N_TRAIN),
     max_epochs=Int(min=1), keras_threshold=Float(), keras_wait=Int(min=0), keras_runs_per_process=Int(min=1),
-    shard_size=Int(min=1), main_networks=Int(min=1), cell_networks=Int(min=1), overtrain_epochs=Int(min=1),
+    shard_size=Int(min=1), main_networks=Int(min=1), clean_networks=Int(min=1), cell_networks=Int(min=1),
+    overtrain_epochs=Int(min=1),
     overtrain_networks=Int(min=1), prior_samples=Int(min=1), gp_samples=Int(min=1), ess_chains=Int(min=2),
     ess_steps=Int(min=1), ess_burn_in=Int(min=0), ep_min_count=Int(min=1), ep_tol=Float(gt=0, lt=1),
     torch_threads=Int(min=1),

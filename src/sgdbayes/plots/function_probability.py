@@ -77,7 +77,8 @@ def figure_scatter_panels(panels: Sequence[tuple[str, FunctionCounts, np.ndarray
             ax.set_xlabel("")
         if not ax.get_subplotspec().is_first_col():
             ax.set_ylabel("")
-    cb = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=CMAP), ax=axes, shrink=0.8, aspect=25)
+    cb = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=CMAP), ax=axes, shrink=0.8 if nrows == 1 else 0.5,
+                      aspect=25)
     cb.set_label("errors on E" + (f" (of {n_test})" if n_test else ""))
     return fig
 
@@ -105,6 +106,7 @@ def errors_ax(ax, distributions: Mapping[str, np.ndarray], *, title: str = "", m
         nz = np.flatnonzero(d >= 1e-3)
         top = max(top, int(nz[-1]) if nz.size else 0)
     ax.set_xlim(-0.5, (max_errors if max_errors is not None else top) + 0.5)
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="errors on E", ylabel="probability", title=title)
     ax.legend(fontsize="small")
 
@@ -240,14 +242,12 @@ def figure_protocol(curves: Mapping[str, FunctionCounts], cells: Mapping[str, tu
     y = np.arange(len(labels))[::-1]
     mass = np.array([cells[lab][0] for lab in labels])
     se = np.array([cells[lab][1] for lab in labels])
-    ax.errorbar(mass, y, xerr=2 * np.nan_to_num(se), fmt="o", color=PALETTE[0], ms=5, capsize=2, label="this build")
-    for i, (lab, v) in enumerate((paper_cells or {}).items()):
+    ax.errorbar(mass, y, xerr=2 * np.nan_to_num(se), fmt="o", color=PALETTE[0], ms=5, capsize=2)
+    for lab, v in (paper_cells or {}).items():
         if lab in cells:
-            yy = y[labels.index(lab)]
-            ax.plot([v], [yy], "x", ms=9, mew=2.2, color="k", label="paper" if i == 0 else None)
+            ax.plot([v], [y[labels.index(lab)]], "x", ms=9, mew=2.2, color="k")
     ax.set_yticks(y, labels)
     ax.set(xlim=(0, 1), xlabel="top-1 mass of P_SGD (probability)")
-    ax.legend(loc="lower right", fontsize="small")
     return fig
 
 
@@ -260,10 +260,11 @@ def _band(ax, lo: float, n_runs: int | None = None) -> None:
 
 
 def figure_targets(panels: Mapping[str, Mapping[str, tuple[FunctionCounts, np.ndarray]]], *, min_count: int = 1,
-                   ncols: int = 4, width: float = 1.7):
+                   ncols: int = 4, width: float = 1.7, floor: float = 1e-9):
     """Small multiples of P_SGD against P_B (EP), one panel per target (``panels``: title → {rule label → (counts,
     log P_B aligned with the counts)}), rules in the book's colours, functions seen ≥ ``min_count`` times; the line
-    y = x and one decade either side. All panels share their axes; a spare panel holds the legend."""
+    y = x and one decade either side. All panels share their axes, which start no lower than ``floor``: a P_B below
+    it is drawn on the left edge as a "<". A spare panel holds the legend."""
     n = len(panels) + 1
     nrows = -(-n // ncols)
     fig, axes = new_figure(ncols, nrows, width=width, height=width, sharex=True, sharey=True)
@@ -274,7 +275,7 @@ def figure_targets(panels: Mapping[str, Mapping[str, tuple[FunctionCounts, np.nd
             sel = np.isfinite(lp) & (counts.counts >= min_count)
             if sel.any():
                 vals += [float(np.exp(lp[sel]).min()), float(counts.probabilities()[sel].min())]
-    lo = max(min(vals) / 3, 1e-12)
+    lo = max(min(vals) / 3, floor)
     markers = "o^sD"
     for ax, (title, p) in zip(axes.flat, panels.items()):
         _band(ax, lo)
@@ -283,8 +284,13 @@ def figure_targets(panels: Mapping[str, Mapping[str, tuple[FunctionCounts, np.nd
                 continue
             counts, lp = p[rule]
             sel = np.isfinite(lp) & (counts.counts >= min_count)
-            ax.scatter(np.exp(lp[sel]), counts.probabilities()[sel], s=12, marker=markers[j % 4],
-                       facecolors="none" if j else PALETTE[j], edgecolors=PALETTE[j], lw=0.9, alpha=0.85)
+            x, y = np.exp(lp[sel]), counts.probabilities()[sel]
+            low = x < lo
+            face = "none" if j else PALETTE[j]
+            ax.scatter(x[~low], y[~low], s=12, marker=markers[j % 4], facecolors=face, edgecolors=PALETTE[j],
+                       lw=0.9, alpha=0.85)
+            if low.any():
+                ax.scatter(np.full(low.sum(), lo * 1.3), y[low], s=14, marker="<", color=PALETTE[j], alpha=0.85)
         ax.set(xscale="log", yscale="log", xlim=(lo, 1.5), ylim=(lo, 1.5))
         ax.set_title(title, fontsize=9)
         ax.set_aspect("equal", adjustable="box")

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sgdbayes.experiments.function_probability import PBTable, TrainingRun, error_distribution
+from sgdbayes.experiments.function_probability import (
+    PBTable,
+    TrainingRun,
+    error_distribution,
+)
 from sgdbayes.plots import new_figure
 from sgdbayes.plots.function_probability import _error_norm, errors_ax, scatter_ax
 
