@@ -287,7 +287,11 @@ glue(
 # %%
 fig = fplots.concentration_figure(
     {name: run.counts() for name, run in runs.items()},
-    paper={1: fpi.AUTHORS_MNIST["top1"], 10: fpi.AUTHORS_MNIST["top10"]},
+    paper=(
+        {1: fpi.AUTHORS_MNIST["top1"], 10: fpi.AUTHORS_MNIST["top10"]}
+        if protocol_matches
+        else None
+    ),
 )
 glue("fig-fpi-concentration", fig, display=False)
 
@@ -296,16 +300,17 @@ glue("fig-fpi-concentration", fig, display=False)
 # :name: fig-fpi-concentration
 #
 # **How concentrated $P_{\mathrm{SGD}}$ is on MNIST.** Mass of the $k$ most frequent functions for the three sets
-# of networks; crosses: the authors' top-1 and top-10 masses at $|S| = 10^4$ with width-784 networks — a different
-# scale, shown for orientation only. Answers the MNIST concentration numbers of {cite:t}`mingard2021`.
+# of networks. Only where the run matches the authors' protocol ($|S| = 10^4$, width 784: the `paper` profile)
+# do crosses mark their top-1 and top-10 masses. Answers the MNIST concentration numbers of {cite:t}`mingard2021`.
 # ```
 #
 # Under the authors' protocol {glue:text}`mnist-n-counted` counted runs end on
 # {glue:text}`mnist-n-distinct` distinct functions; the most frequent carries a mass of
-# {glue:text}`mnist-top1:.3f` ± {glue:text}`mnist-top1-se:.3f` (the authors: 0.696 at $|S| = 10^4$) and the
-# mean test error is {glue:text}`mnist-err:.3f` (the authors: about 0.022). With a tenth of the training set and
-# networks a twentieth as wide, both the error and the spread of $P_{\mathrm{SGD}}$ are larger, so these numbers
-# sit beside the authors' for orientation, not as a test: the protocol matches theirs only in the `paper` profile.
+# {glue:text}`mnist-top1:.3f` ± {glue:text}`mnist-top1-se:.3f` (one standard error, runs of one emulated process
+# counted as a cluster) and the mean test error is {glue:text}`mnist-err:.3f`. These are not the authors'
+# quantities: theirs (95 functions, top-1 0.696, top-10 0.984, test error 0.022) belong to ten times the training
+# set and networks twenty times as wide, where both the error and the spread of $P_{\mathrm{SGD}}$ are smaller.
+# The `paper` profile runs their protocol, and only there does the scorecard set the two side by side.
 
 # %% [markdown]
 # (fpi-posteriors)=
@@ -732,6 +737,9 @@ panel_stats = {
 panel_df = pd.DataFrame(
     {
         name: {
+            "networks": panels[name].run.n_networks,
+            "never fitted": panels[name].summary["never fitted"],
+            "diverged": panels[name].summary["diverged"],
             "counted runs": s["n_runs"],
             "distinct functions": s["n_distinct"],
             "top-1 mass": s["top1"],
@@ -781,7 +789,7 @@ results.record(
     CH,
     "mnist_n_distinct",
     int(counts_authors.n_distinct),
-    paper=95,
+    paper=95 if protocol_matches else None,
     label="MNIST: distinct functions",
     description=scale_mnist,
     **rec,
@@ -790,7 +798,7 @@ results.record(
     CH,
     "mnist_top1_mass",
     top1,
-    paper=0.696,
+    paper=0.696 if protocol_matches else None,
     label="MNIST: top-1 mass of P_SGD",
     description=f"± {top1_se:.3f} (1 se, clustered by process)",
     **rec,
@@ -799,7 +807,7 @@ results.record(
     CH,
     "mnist_top10_mass",
     top10,
-    paper=0.984,
+    paper=0.984 if protocol_matches else None,
     label="MNIST: top-10 mass of P_SGD",
     description=f"± {top10_se:.3f}",
     **rec,
@@ -808,9 +816,9 @@ results.record(
     CH,
     "mnist_mean_error_sgd",
     float(err_authors),
-    paper=0.022,
+    paper=0.022 if protocol_matches else None,
     label="MNIST: mean test error under P_SGD",
-    description=f"± {err_authors_se:.3f}; the authors' 0.022 is on the full test set after 1 extra epoch",
+    description=f"± {err_authors_se:.3f} (the authors' 0.022: full test set, 1 extra epoch)",
     **rec,
 )
 results.record(

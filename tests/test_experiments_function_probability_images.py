@@ -327,3 +327,38 @@ def test_posterior_table_is_consistent_with_the_gaussian():
         assert df.loc[name, "expected test error"] == pytest.approx(np.mean(np.where(y_test == 1, 1 - p, p)))
         h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
         assert df.loc[name, "Σ_j entropy (nats)"] == pytest.approx(h.sum(), rel=1e-9)
+
+
+def test_downloaded_sources_take_the_first_training_and_test_images(monkeypatch):
+    import sgdbayes.data as data
+
+    rng = np.random.default_rng(0)
+    x_tr = rng.integers(0, 256, size=(50, 1, 28, 28), dtype=np.uint8)
+    x_te = rng.integers(0, 256, size=(20, 1, 28, 28), dtype=np.uint8)
+    y_tr, y_te = rng.integers(0, 10, 50), rng.integers(0, 10, 20)
+    monkeypatch.setattr(data, "image_arrays", lambda name: (x_tr, y_tr, x_te, y_te))
+    sp = fpi.load_split("mnist", 12, 5, binarize="parity")
+    np.testing.assert_array_equal(sp.train_index, np.arange(12))
+    np.testing.assert_array_equal(sp.test_index, np.arange(5))
+    np.testing.assert_allclose(sp.x_train, x_tr[:12].reshape(12, 784) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(sp.y_test, (y_te[:5] % 2 == 0).astype(np.int64))
+    rnd = fpi.load_split("fashion-mnist", 12, 5, train_order="random", seed=4)
+    np.testing.assert_array_equal(rnd.train_index, np.random.default_rng(4).permutation(50)[:12])
+    with pytest.raises(ValueError, match="asked for"):
+        fpi.load_split("mnist", 60, 5)
+
+
+def test_panel_is_consistent_with_its_parts():
+    arch = {"kind": "cnn", "channels": [2], "kernel_size": 3, "padding": "valid", "sigma_w": 1.0, "sigma_b": 0.1}
+    p = fpi.panel("t", "subset", 30, 8, arch=arch, n_networks=8, shard_size=8, downsample=4, lr=0.2,
+                  max_epochs=400, stop={"kind": "clean"}, min_count=2, ep_full_max=3, error_samples=500,
+                  device="cpu")
+    c = p.run.counts()
+    assert p.sgd_errors.sum() == pytest.approx(1) and p.pb_errors.sum() == pytest.approx(1)
+    assert p.sgd_errors.size == p.n_test + 1
+    # the full ratio went to (at most 3 of) the functions seen at least twice; the two-stage form to all
+    full_keys = {np.packbits(b).tobytes() for b in p.full.bits}
+    frequent = [np.packbits(b).tobytes() for b, n in zip(c.bits(), c.counts) if n >= 2][:3]
+    assert full_keys == set(frequent)
+    assert p.two_stage.bits.shape[0] == c.n_distinct
+    assert p.summary["counted"] == c.total

@@ -59,7 +59,7 @@ def scatter_panels(panels: Sequence[tuple[str, FunctionCounts, np.ndarray, str]]
             ax.text(0.5, 0.5, "no function with a P_B value", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes.flat[0].legend(loc="upper left", fontsize="small")
+    axes.flat[0].legend(loc="lower right", fontsize="small")
     cb = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=CMAP), ax=axes, shrink=0.8, aspect=25)
     cb.set_label(f"errors on E (of {n_e})")
     return fig
@@ -116,7 +116,7 @@ def panel_figure(title: str, counts: FunctionCounts, log_pb: np.ndarray, true_la
                     norm=mpl.colors.Normalize(vmin=0, vmax=max(1, int(err.max()) if err.size else 1)))
     ax.set(xscale="log", yscale="log", xlim=(lo, 1.5), ylim=(lo, 1.5), xlabel=pb_label, ylabel="P_SGD(f|S)",
            title=title)
-    cb = fig.colorbar(sc, ax=ax, shrink=0.8, aspect=25, location="left", pad=0.18)
+    cb = fig.colorbar(sc, ax=ax, shrink=0.8, aspect=25, pad=0.02)
     cb.set_label(f"errors on E (of {n_e})")
     error_ax(axes[0, 1], dists, title="test errors", n_test=n_e)
     return fig
@@ -132,8 +132,11 @@ def csr_figure(log10_pb: np.ndarray, csr: np.ndarray, radii: Sequence[float], *,
         norm = mpl.colors.Normalize(vmin=0, vmax=max(1, int(np.max(errors))))
     for ax, r, row in zip(axes[0], radii, csr, strict=True):
         ok = np.isfinite(log10_pb) & np.isfinite(row)
-        ax.scatter(row[ok], log10_pb[ok], s=14, c=None if errors is None else np.asarray(errors)[ok], cmap=CMAP,
-                   norm=norm, color=None if errors is not None else PALETTE[0], edgecolors="none", alpha=0.85)
+        if errors is None:
+            ax.scatter(row[ok], log10_pb[ok], s=14, color=PALETTE[0], edgecolors="none", alpha=0.85)
+        else:
+            ax.scatter(row[ok], log10_pb[ok], s=14, c=np.asarray(errors)[ok], cmap=CMAP, norm=norm,
+                       edgecolors="none", alpha=0.85)
         ax.set(xlim=(-0.03, 1.03), title=f"r = {r:g}", xlabel="critical sample ratio")
     axes[0, 0].set_ylabel("log₁₀ P_B(f|S)")
     if norm is not None:
