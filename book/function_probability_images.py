@@ -545,10 +545,19 @@ log10_pb_csr, csr_values, csr_rho, csr_p = fpi.csr_table(
 )
 fig = fplots.csr_figure(log10_pb_csr, csr_values, csr_radii)
 glue("fig-fpi-csr", fig, display=False)
+csr_prior = cached(
+    fpi.prior_csr,
+    ms.x_train[:csr_inputs],
+    arch=mnist_arch,
+    n_networks=max(csr_networks, 1),
+    radii=csr_radii,
+    seed=seed,
+)
 csr_df = pd.DataFrame(
     {
         "radius r": csr_radii,
-        "mean CSR": csr_values.mean(1),
+        "mean CSR, untrained": csr_prior.mean(1),
+        "mean CSR, trained": csr_values.mean(1),
         "Spearman ρ(CSR, log P_B)": csr_rho,
         "p-value": csr_p,
     }
@@ -583,6 +592,14 @@ plots.table(csr_df)
 # functions seen at least twice).
 
 # %%
+panel_common = dict(
+    seed=seed,
+    min_count=min_count,
+    ep_full_max=4 * ep_full_max,
+    error_samples=error_samples,
+    scheduler=sched,
+    device=device,
+)
 cnn_arch = {
     "kind": "cnn",
     "channels": cnn_channels,
@@ -599,7 +616,6 @@ cnn = cached(
     cnn_n_test,
     arch=cnn_arch,
     n_networks=cnn_networks,
-    seed=seed,
     shard_size=cnn_shard,
     binarize=mnist_binarize,
     downsample=cnn_downsample,
@@ -608,11 +624,7 @@ cnn = cached(
     batch_size=cnn_batch,
     max_epochs=mnist_max_epochs,
     stop={"kind": "clean"},
-    min_count=min_count,
-    ep_full_max=4 * ep_full_max,
-    error_samples=error_samples,
-    scheduler=sched,
-    device=device,
+    **panel_common,
 )
 cnn_counts = cnn.run.counts()
 fig = fplots.panel_figure(
@@ -657,7 +669,6 @@ iono = cached(
         "sigma_b": iono_sigma_b,
     },
     n_networks=iono_networks,
-    seed=seed,
     shard_size=iono_shard,
     loss="ce",
     lr=iono_lr,
@@ -671,11 +682,7 @@ iono = cached(
         "runs_per_process": panel_runs_per_process,
         "label_threshold": 0.0,
     },
-    min_count=min_count,
-    ep_full_max=4 * ep_full_max,
-    error_samples=error_samples,
-    scheduler=sched,
-    device=device,
+    **panel_common,
 )
 iono_counts = iono.run.counts()
 fig = fplots.panel_figure(
@@ -710,7 +717,6 @@ extra = {
         100,
         arch=mnist_arch if name == "fashion-mnist" else cnn_arch,
         n_networks=extra_networks,
-        seed=seed,
         shard_size=extra_networks,
         binarize=mnist_binarize,
         loss="ce",
@@ -718,11 +724,7 @@ extra = {
         batch_size=mnist_batch,
         max_epochs=mnist_max_epochs,
         stop={"kind": "clean"},
-        min_count=min_count,
-        ep_full_max=4 * ep_full_max,
-        error_samples=error_samples,
-        scheduler=sched,
-        device=device,
+        **panel_common,
     )
     for name in extra_datasets
 }

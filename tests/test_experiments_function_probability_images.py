@@ -61,16 +61,16 @@ def test_bad_parameters_are_refused_with_their_name(change, needle):
 def test_subset_split_is_held_out_and_parity_labelled():
     from sgdbayes.data import mnist_subset_arrays
 
-    sp = fpi.load_split("subset", 30, 10, seed=3, binarize="parity")
+    sp = _np(fpi.load_split("subset", 30, 10, seed=3, binarize="parity"))
     _, digits = mnist_subset_arrays()
     assert not set(sp.train_index) & set(sp.test_index)
     np.testing.assert_array_equal(sp.y_train, (digits[sp.train_index] % 2 == 0).astype(np.int64))
     np.testing.assert_array_equal(sp.y_test, (digits[sp.test_index] % 2 == 0).astype(np.int64))
-    thr = fpi.load_split("subset", 30, 10, seed=3, binarize="threshold")
+    thr = _np(fpi.load_split("subset", 30, 10, seed=3, binarize="threshold"))
     np.testing.assert_array_equal(thr.y_test, (digits[thr.test_index] >= 5).astype(np.int64))
     assert sp.x_train.shape == (30, 784) and sp.x_train.dtype == np.float32 and sp.x_train.max() <= 1.0
-    img = fpi.load_split("subset", 30, 10, seed=3, flatten=False, downsample=2)
-    assert img.in_shape == (1, 14, 14)
+    img = _np(fpi.load_split("subset", 30, 10, seed=3, flatten=False, downsample=2))
+    assert img.input_shape == (1, 14, 14)
     # a 2x2 block average of the flat 28x28 digit
     full = sp.x_train[0].reshape(28, 28)
     np.testing.assert_allclose(img.x_train[0, 0], full.reshape(14, 2, 14, 2).mean((1, 3)), rtol=1e-6)
@@ -91,9 +91,15 @@ def test_load_split_names_bad_values():
 
 
 # ------------------------------------------------------------------------------------------------------ training
+def _np(sp):
+    """A Split with numpy arrays in place of its tensors (for the tests' direct computations)."""
+    from dataclasses import replace
+
+    return replace(sp, **{k: getattr(sp, k).numpy() for k in ("x_train", "y_train", "x_test", "y_test")})
+
+
 def _tiny(n_train=40, n_test=12, seed=1):
-    sp = fpi.load_split("subset", n_train, n_test, seed=seed, downsample=7)  # 16 features
-    return sp
+    return _np(fpi.load_split("subset", n_train, n_test, seed=seed, downsample=7))  # 16 features
 
 
 KERAS = {"kind": "keras", "threshold": 0.5, "wait": 2, "shared_callback": True, "runs_per_process": 3,
@@ -175,10 +181,10 @@ def test_train_run_refuses_processes_straddling_shards():
 
 # ------------------------------------------------------------------------------------------------------ posteriors
 def test_cnn_kernel_matches_monte_carlo_over_the_ensembles_initialisation():
-    sp = fpi.load_split("subset", 3, 2, seed=0, flatten=False, downsample=4)    # 7x7 images
+    sp = _np(fpi.load_split("subset", 3, 2, seed=0, flatten=False, downsample=4))    # 7x7 images
     arch = {"kind": "cnn", "channels": [6], "kernel_size": 3, "padding": "valid", "sigma_w": 1.3, "sigma_b": 0.2}
     K = fpi.kernel_matrix(sp.x_train, sp.x_test, arch=arch)
-    model = fpi.make_model(arch, sp.in_shape)
+    model = fpi.make_model(arch, sp.input_shape)
     x = torch.from_numpy(np.concatenate([sp.x_train, sp.x_test]))
     M = 20000
     params = model.init(list(range(M)))
@@ -337,7 +343,7 @@ def test_downloaded_sources_take_the_first_training_and_test_images(monkeypatch)
     x_te = rng.integers(0, 256, size=(20, 1, 28, 28), dtype=np.uint8)
     y_tr, y_te = rng.integers(0, 10, 50), rng.integers(0, 10, 20)
     monkeypatch.setattr(data, "image_arrays", lambda name: (x_tr, y_tr, x_te, y_te))
-    sp = fpi.load_split("mnist", 12, 5, binarize="parity")
+    sp = _np(fpi.load_split("mnist", 12, 5, binarize="parity"))
     np.testing.assert_array_equal(sp.train_index, np.arange(12))
     np.testing.assert_array_equal(sp.test_index, np.arange(5))
     np.testing.assert_allclose(sp.x_train, x_tr[:12].reshape(12, 784) / 255.0, rtol=1e-6)
@@ -362,3 +368,17 @@ def test_panel_is_consistent_with_its_parts():
     assert full_keys == set(frequent)
     assert p.two_stage.bits.shape[0] == c.n_distinct
     assert p.summary["counted"] == c.total
+
+
+def test_prior_csr_of_linear_networks_is_the_closed_form():
+    from sgdbayes.seed import spawn_seeds
+
+    x = _tiny(n_train=25).x_train
+    arch = {"kind": "fcn", "hidden": [], "sigma_w": 1.0, "sigma_b": 0.3}
+    got = fpi.prior_csr(x, arch=arch, n_networks=6, radii=[0.01, 0.05], seed=2)
+    params = FCN(16, (), sigma_w=1.0, sigma_b=0.3).init(spawn_seeds(2, 6))
+    W, b = params[0][:, 0, :].double(), params[1][:, 0].double()
+    margin = (torch.from_numpy(x).double() @ W.T + b).abs()
+    for row, r in zip(got, [0.01, 0.05], strict=True):
+        np.testing.assert_allclose(row, (margin < r * W.abs().sum(1)).double().mean(0).numpy(), atol=1e-12)
+    assert got[0].mean() < got[1].mean()

@@ -6,7 +6,7 @@ notebook (training is also stored shard by shard by :func:`sgdbayes.distributed.
 
 - :func:`load_split`: S and E from the shipped MNIST subset, full MNIST / Fashion-MNIST / CIFAR-10 (downloaded;
   S = the *first* ``n_train`` training images and E the first ``n_test`` test images, as the authors' data script
-  took them) or UCI Ionosphere (the authors' row order), as plain float32 / int64 arrays.
+  took them) or UCI Ionosphere (the authors' row order), as a :class:`sgdbayes.data.Split`.
 - :func:`train_run`: ``n_networks`` FCNs or CNNs trained by :func:`sgdbayes.ensembles.train_ensemble` under a stop
   rule (the authors' Keras rule or the clean one), in seeded shards; optionally the critical sample ratio of the first
   networks of each shard (:func:`sgdbayes.complexity.ensemble_critical_sample_ratio`, the authors' search) → an
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -33,9 +33,9 @@ from sgdbayes.functions import FunctionCounts, as_bits
 from sgdbayes.params import Choice, Float, Int, List, Rule, Spec, Str
 
 __all__ = [
-    "AUTHORS_MNIST", "POSTERIORS", "PARAMETERS", "SOURCES", "ImageRun", "PBValues", "Panel", "SplitArrays",
+    "AUTHORS_MNIST", "POSTERIORS", "PARAMETERS", "SOURCES", "ImageRun", "PBValues", "Panel",
     "csr_table", "kernel_matrix", "load_split", "log_pb_values", "make_model", "marginal_gap", "merge_results",
-    "pairing_table", "panel", "pb_tables", "union_bits", "runs_table", "posterior_table", "error_distributions", "posterior_samples", "posteriors", "run_summary", "train_run", "train_shard",
+    "pairing_table", "panel", "prior_csr", "pb_tables", "union_bits", "runs_table", "posterior_table", "error_distributions", "posterior_samples", "posteriors", "run_summary", "train_run", "train_shard",
 ]
 
 CHAPTER = "function_probability_images"
@@ -156,35 +156,8 @@ PARAMETERS = Spec(
 # --------------------------------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------------------------------
-@dataclass
-class SplitArrays:
-    """S and E as numpy arrays: inputs float32 (``[n, d]`` flat or ``[n, C, H, W]``), labels int64 0/1; where
-    they came from (``source``, the source rows ``train_index`` / ``test_index``) and how labels were made."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source: str
-    binarize: str
-    train_index: np.ndarray
-    test_index: np.ndarray
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.x_test.shape[0])
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self.x_train.shape[1:])
-
-
 def load_split(source: str, n_train: int, n_test: int, *, seed: int = 0, binarize: str = "parity",
-               flatten: bool = True, downsample: int = 1, train_order: str = "first") -> SplitArrays:
+               flatten: bool = True, downsample: int = 1, train_order: str = "first"):
     """S (``n_train``) and E (``n_test``) from ``source`` (one of :data:`SOURCES`).
 
     ``"subset"``: the shipped 5,000 MNIST digits in a seeded order, S its first ``n_train``, E the next ``n_test``
@@ -193,7 +166,8 @@ def load_split(source: str, n_train: int, n_test: int, *, seed: int = 0, binariz
     ``generate_inputs_sample_tmp.py``) or a seeded draw (``"random"``). ``"ionosphere"``: the vendored UCI file in
     the authors' row order (seed 708), S the first ``n_train`` rows, E the next ``n_test``; label g = 1 (the
     authors' coding is not known). ``binarize``: ``"parity"`` (even digit → 1, what the authors' MNIST data script
-    did) or ``"threshold"`` (label ≥ 5 → 1); ignored for Ionosphere. Pixels are in [0, 1].
+    did) or ``"threshold"`` (label ≥ 5 → 1); ignored for Ionosphere. Pixels are in [0, 1]. Returns a
+    :class:`sgdbayes.data.Split` (CPU tensors; labels 0/1).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; allowed: {', '.join(SOURCES)}")
@@ -206,10 +180,7 @@ def load_split(source: str, n_train: int, n_test: int, *, seed: int = 0, binariz
     if source == "ionosphere":
         from sgdbayes.data.ionosphere import ionosphere_split
 
-        sp = ionosphere_split(int(n_train), int(n_test), order="authors")
-        return SplitArrays(sp.x_train.numpy().astype(np.float32), sp.y_train.numpy().astype(np.int64),
-                           sp.x_test.numpy().astype(np.float32), sp.y_test.numpy().astype(np.int64),
-                           source, "g = 1", sp.train_index, sp.test_index)
+        return ionosphere_split(int(n_train), int(n_test), order="authors")
     if source == "subset":
         from sgdbayes.data import load_mnist_subset
 
@@ -228,16 +199,14 @@ def load_split(source: str, n_train: int, n_test: int, *, seed: int = 0, binariz
         te = np.arange(n_test)
         sp = make_split(x_tr[tr], y_tr[tr], x_te[te], y_te[te], train_index=tr, test_index=te, name=source,
                         binarize=rule, flatten=flatten, downsample=downsample, device="cpu")
-    return SplitArrays(sp.x_train.numpy(), _binary(sp.y_train.numpy(), binarize), sp.x_test.numpy(),
-                       _binary(sp.y_test.numpy(), binarize), source, binarize, np.asarray(sp.train_index),
-                       np.asarray(sp.test_index))
+    return replace(sp, y_train=_binary(sp.y_train, binarize), y_test=_binary(sp.y_test, binarize), n_classes=2,
+                   name=f"{sp.name} ({binarize})")
 
 
-def _binary(digits: np.ndarray, binarize: str) -> np.ndarray:
-    """0/1 labels from class indices 0..9: ``"parity"`` even → 1 (the authors' ``data_binariser``: ``i % 2 == 0``),
-    ``"threshold"`` ≥ 5 → 1."""
-    d = np.asarray(digits, dtype=np.int64)
-    return (d % 2 == 0).astype(np.int64) if binarize == "parity" else (d >= 5).astype(np.int64)
+def _binary(digits: torch.Tensor, binarize: str) -> torch.Tensor:
+    """0/1 labels (int64) from class indices 0..9: ``"parity"`` even → 1 (the authors' ``data_binariser``:
+    ``i % 2 == 0``), ``"threshold"`` ≥ 5 → 1."""
+    return (digits % 2 == 0).long() if binarize == "parity" else (digits >= 5).long()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -690,6 +659,21 @@ def pairing_table(runs: Mapping[str, ImageRun], tables: Mapping[str, PBValues], 
     return pd.DataFrame(rows)
 
 
+def prior_csr(x, *, arch: Mapping, n_networks: int, radii: Sequence[float], seed: int = 0,
+              label_threshold: float = 0.0) -> np.ndarray:
+    """Critical sample ratio of ``n_networks`` networks of ``arch`` drawn from the prior (untrained), on inputs
+    ``x [n, *in_shape]``, with the authors' search at each radius → float64 ``[len(radii), n_networks]``; the label
+    is ``logit > label_threshold``."""
+    from sgdbayes.complexity import ensemble_critical_sample_ratio
+    from sgdbayes.seed import spawn_seeds
+
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    model = make_model(arch, tuple(x.shape[1:]))
+    params = model.init(spawn_seeds(seed, int(n_networks)))
+    params[-1] = params[-1] - float(label_threshold)
+    return np.stack([ensemble_critical_sample_ratio(model, params, x, radius=float(r)).numpy() for r in radii])
+
+
 def csr_table(run: ImageRun, values: PBValues):
     """Per counted network with a CSR: its function's log₁₀ P_B (from ``values``), its test errors are not needed
     here; returns ``(log10_pb [n], csr [n_radii, n], spearman [n_radii], p_values [n_radii])``."""
@@ -750,7 +734,7 @@ def panel(name: str, source: str, n_train: int, n_test: int, *, arch: dict, n_ne
     two = log_pb_values(K, sp.y_train, counts.bits(), posterior="zero_one", method="two_stage")
     post = posteriors(K, sp.y_train, names=["zero_one"])["zero_one"]
     samples = posterior_samples(post, error_samples, seed=seed)
-    return Panel(name=name, run=run, y_test=sp.y_test, full=full, two_stage=two,
+    return Panel(name=name, run=run, y_test=sp.y_test.numpy(), full=full, two_stage=two,
                  pb_errors=error_distribution(samples, sp.y_test), sgd_errors=error_distribution(counts, sp.y_test),
                  n_train=sp.n_train, n_test=sp.n_test, summary=run_summary(run, sp.y_test))
 
