@@ -99,8 +99,8 @@ large_networks = 500  # |S| = 64, per stop rule
 import time
 
 import numpy as np
-from myst_nb import glue
 
+from sgdbayes.glue import glue
 from sgdbayes import plots, results
 from sgdbayes.device import get_device
 from sgdbayes.experiments import function_probability as fp

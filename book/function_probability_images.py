@@ -86,8 +86,8 @@ extra_networks = 1000
 # %%
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
+from sgdbayes.glue import glue
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
 from sgdbayes.experiments import function_probability as fp

@@ -99,8 +99,8 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from myst_nb import glue as myst_glue
 
+from sgdbayes.glue import glue, glue_all
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
 from sgdbayes.data import boolean_split
@@ -120,20 +120,6 @@ x_tr, y_tr = split.x_train.numpy(), split.y_train.numpy()
 x_te, y_te = split.x_test.numpy(), split.y_test.numpy().astype(bool)
 net = dict(hidden=hidden, sigma_w=sigma_w, sigma_b=sigma_b)
 print(f"profile={profile}, device={dev}; |S| = {split.n_train}, |E| = {split.n_test}")
-
-
-def glue(name, value, display=False):
-    """``myst_nb.glue`` with numpy scalars turned into Python numbers (whose text the
-    {glue:text} role can format)."""
-    myst_glue(
-        name, value.item() if isinstance(value, np.generic) else value, display=display
-    )
-
-
-def glue_all(values):
-    """Glue every ``name: value`` for the prose ({glue:text} roles)."""
-    for name, value in values.items():
-        glue(name, value, display=False)
 
 
 def record(name, value, label="", unit="", paper=None):

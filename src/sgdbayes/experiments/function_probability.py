@@ -1589,7 +1589,6 @@ def record_numbers(chapter: str, numbers: Mapping[str, Mapping[str, Any]], *, pr
 def glue_numbers(values: Mapping[str, Any]) -> None:
     """``myst_nb.glue(name, value, display=False)`` for each entry (numbers the page's prose cites); numpy scalars
     become Python numbers so that ``{glue:text}`` formats them."""
-    from myst_nb import glue
+    from sgdbayes.glue import glue_all
 
-    for name, value in values.items():
-        glue(name, value.item() if isinstance(value, np.generic) else value, display=False)
+    glue_all(values)
