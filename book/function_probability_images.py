@@ -820,7 +820,9 @@ results.record(
     float(err_authors),
     paper=0.022 if protocol_matches else None,
     label="MNIST: mean test error under P_SGD",
-    description=f"± {err_authors_se:.3f} (the authors' 0.022: full test set, 1 extra epoch)",
+    description=(
+        f"± {err_authors_se:.3f} (the authors' 0.022: full test set, 1 extra epoch)"
+    ),
     **rec,
 )
 results.record(
@@ -937,17 +939,28 @@ results.claim(
     "mnist-fcn",
     paper="mingard2021",
     item="MNIST, FCN",
-    claim="On MNIST, P_SGD(f|S) of an FCN tracks P_B(f|S) (95 distinct functions, top-1 0.696, top-10 0.984, test error ≈ 2.2%).",
+    claim=(
+        "On MNIST, P_SGD(f|S) of an FCN tracks P_B(f|S) (95 distinct functions, top-1"
+        " 0.696, top-10 0.984, test error ≈ 2.2%)."
+    ),
     status=status,
-    paper_scale="|S| = 10⁴ (first 10⁴ digits, parity), |E| = 100, FCN 2×784, σ_b = 0.0357, MSE 0/1, batch 32, +64 epochs, ~1.04×10⁵ runs",
+    paper_scale=(
+        "|S| = 10⁴ (first 10⁴ digits, parity), |E| = 100, FCN 2×784, σ_b = 0.0357, MSE"
+        " 0/1, batch 32, +64 epochs, ~1.04×10⁵ runs"
+    ),
     scale=scale_mnist,
     reason=(
-        f"Against the regression posterior that matches the loss {matched['mass within 10×']:.0%} of P_SGD lies within 10× of P_B "
-        f"(median log10 ratio {matched['median log10 P_SGD/P_B']:+.2f}); against the 0–1 posterior {zero_one_a['median log10 P_SGD/P_B']:+.1f} decades; "
+        "Against the regression posterior that matches the loss"
+        f" {matched['mass within 10×']:.0%} of P_SGD lies within 10× of P_B (median"
+        f" log10 ratio {matched['median log10 P_SGD/P_B']:+.2f}); against the 0–1"
+        f" posterior {zero_one_a['median log10 P_SGD/P_B']:+.1f} decades; "
         + (
             "the headline numbers are compared at the authors' scale."
             if protocol_matches
-            else "the headline numbers need the paper profile (|S| = 10⁴, width 784), so they are not compared."
+            else (
+                "the headline numbers need the paper profile (|S| = 10⁴, width 784), so"
+                " they are not compared."
+            )
         )
     ),
     section="fpi-mnist",
@@ -959,15 +972,22 @@ results.claim(
     ],
     profile=profile,
 )
+authors_majority_error = post_df.loc[
+    "regression_01_authors", "majority labelling's test error"
+]
 results.claim(
     CH,
     "mnist-posterior-loss",
     paper="mingard2021",
     item="MNIST, P_B for MSE-trained nets",
-    claim="P_B for MSE-trained networks is the NNGP regression posterior (noise 0.002) followed by EP on E; the 0–1 posterior is the one for the paper's definition.",
+    claim=(
+        "P_B for MSE-trained networks is the NNGP regression posterior (noise 0.002)"
+        " followed by EP on E; the 0–1 posterior is the one for the paper's definition."
+    ),
     status=results.verdict(
         {
-            "MSE nets closer (per digit) to the matching regression posterior than to the 0–1 one": bool(
+            "MSE nets closer (per digit) to the matching regression posterior "
+            "than to the 0–1 one": bool(
                 gap[(key_a, "regression_01_at_half")] < gap[(key_a, "zero_one")]
             ),
             "MSE nets closer in log P (median ratio) to the regression posterior": bool(
@@ -976,11 +996,22 @@ results.claim(
             ),
         }
     ),
-    paper_scale="authors' code: GPy regression on 0/1 targets read at 0 (not stated in the paper)",
-    scale=f"{ms.n_train:,} digits; {len(runs)} sets of networks × {len(fpi.POSTERIORS)} posteriors",
+    paper_scale=(
+        "authors' code: GPy regression on 0/1 targets read at 0 (not stated in the"
+        " paper)"
+    ),
+    scale=(
+        f"{ms.n_train:,} digits; {len(runs)} sets of networks × {len(fpi.POSTERIORS)}"
+        " posteriors"
+    ),
     reason=(
-        f"Per-digit gap of the MSE networks: {gap[(key_a, 'regression_01_at_half')]:.3f} to the 0/1 regression read at 0.5, {gap[(key_a, 'zero_one')]:.3f} to the 0–1 posterior, "
-        f"{gap[(key_a, 'regression_01_authors')]:.3f} to the authors' 0/1-read-at-0 version, whose majority labelling errs on {post_df.loc['regression_01_authors', 'majority labelling' + chr(39) + 's test error']:.0%} of E."
+        "Per-digit gap of the MSE networks:"
+        f" {gap[(key_a, 'regression_01_at_half')]:.3f} to the 0/1 regression read at"
+        f" 0.5, {gap[(key_a, 'zero_one')]:.3f} to the 0–1 posterior,"
+        f" {gap[(key_a, 'regression_01_authors')]:.3f} to the authors' 0/1-read-at-0"
+        " version, whose majority labelling errs on"
+        f" {authors_majority_error:.0%}"
+        " of E."
     ),
     section="fpi-posteriors",
     numbers=[
@@ -997,7 +1028,10 @@ results.claim(
     "pb-low-error-images",
     paper="mingard2021",
     item="Error histograms (MNIST)",
-    claim="P_B(f|S) is biased towards low-error functions, and P_SGD's error distribution follows P_B's (MNIST).",
+    claim=(
+        "P_B(f|S) is biased towards low-error functions, and P_SGD's error distribution"
+        " follows P_B's (MNIST)."
+    ),
     status=results.verdict(
         {
             "P_B's mean error far below chance (both posteriors)": bool(
@@ -1014,7 +1048,11 @@ results.claim(
     ),
     paper_scale="MNIST |S| = 10⁴",
     scale=f"MNIST |S| = {ms.n_train:,}, {error_samples:,} posterior samples",
-    reason=f"Mean test error: P_SGD {err_authors:.3f}, P_B regression {mean_err_pb['P_B, regression_01_at_half']:.3f}, P_B 0–1 {mean_err_pb['P_B, zero_one']:.3f} (chance 0.5).",
+    reason=(
+        f"Mean test error: P_SGD {err_authors:.3f}, P_B regression"
+        f" {mean_err_pb['P_B, regression_01_at_half']:.3f}, P_B 0–1"
+        f" {mean_err_pb['P_B, zero_one']:.3f} (chance 0.5)."
+    ),
     section="fpi-errors",
     numbers=[
         "mnist_mean_error_sgd",
@@ -1037,8 +1075,14 @@ results.claim(
         else "not reproduced"
     ),
     paper_scale="MNIST / CIFAR-10, r = 0.03 on the run's train images",
-    scale=f"{csr_values.shape[1]} MNIST networks, CSR on {min(csr_inputs, ms.n_train)} train digits, r = {', '.join(f'{r:g}' for r in csr_radii)}",
-    reason=f"Spearman ρ(CSR, log P_B) = {csr_rho[i_auth]:.2f} (p = {csr_p[i_auth]:.2g}) at r = {r_auth:g}; mean CSR {csr_values[i_auth].mean():.2f}.",
+    scale=(
+        f"{csr_values.shape[1]} MNIST networks, CSR on {min(csr_inputs, ms.n_train)}"
+        f" train digits, r = {', '.join(f'{r:g}' for r in csr_radii)}"
+    ),
+    reason=(
+        f"Spearman ρ(CSR, log P_B) = {csr_rho[i_auth]:.2f} (p = {csr_p[i_auth]:.2g}) at"
+        f" r = {r_auth:g}; mean CSR {csr_values[i_auth].mean():.2f}."
+    ),
     section="fpi-csr",
     numbers=[f"csr_spearman_r{r:g}" for r in csr_radii],
     profile=profile,
@@ -1081,7 +1125,11 @@ for cid, tag, name, item, claim_text, pscale in (
         ),
         paper_scale=pscale,
         scale=f"{p.run.n_networks:,} runs, |S| = {p.n_train}, |E| = {p.n_test}",
-        reason=f"{s['frac_within_decade']:.0%} of the {s['n_compared']} functions seen ≥ {min_count}× lie within 10× of P_B (0–1, full EP ratio); correlation of the logs {s['corr_log']:.2f}.",
+        reason=(
+            f"{s['frac_within_decade']:.0%} of the {s['n_compared']} functions seen ≥"
+            f" {min_count}× lie within 10× of P_B (0–1, full EP ratio); correlation of"
+            f" the logs {s['corr_log']:.2f}."
+        ),
         section=f"fpi-{'cnn' if tag == 'cnn' else 'ionosphere'}",
         numbers=[f"{tag}_corr_log", f"{tag}_frac_within_decade"],
         profile=profile,
@@ -1107,11 +1155,17 @@ for cid, name, item in (
         )
         scale, reason = (
             f"{p.run.n_networks:,} runs, |S| = {p.n_train}",
-            f"{s['frac_within_decade']:.0%} within 10×, correlation {s['corr_log']:.2f}.",
+            (
+                f"{s['frac_within_decade']:.0%} within 10×, correlation"
+                f" {s['corr_log']:.2f}."
+            ),
         )
     else:
         status, scale = "not run", "—"
-        reason = f"Needs the {item} download: sgdbayes run function_probability_images --profile paper -p 'extra_datasets=[\"{name}\"]'."
+        reason = (
+            f"Needs the {item} download: sgdbayes run function_probability_images"
+            f" --profile paper -p 'extra_datasets=[\"{name}\"]'."
+        )
     results.claim(
         CH,
         cid,
@@ -1120,12 +1174,17 @@ for cid, name, item in (
         claim=(
             "The same agreement on Fashion-MNIST (FCN and CNN)."
             if name == "fashion-mnist"
-            else "The same agreement on CIFAR-10 with convolutional networks (CNN-GP kernel)."
+            else (
+                "The same agreement on CIFAR-10 with convolutional networks (CNN-GP"
+                " kernel)."
+            )
         ),
         status=status,
-        paper_scale="|S| = 10⁴, |E| = 100 (unverified)"
-        if name == "fashion-mnist"
-        else "CIFAR-10, CNN (unverified)",
+        paper_scale=(
+            "|S| = 10⁴, |E| = 100 (unverified)"
+            if name == "fashion-mnist"
+            else "CIFAR-10, CNN (unverified)"
+        ),
         scale=scale,
         reason=reason,
         section="fpi-not-run",
@@ -1136,11 +1195,17 @@ results.claim(
     "imdb-lstm",
     paper="mingard2021",
     item="IMDb, LSTM",
-    claim="The same agreement for an LSTM on IMDb sentiment, with an empirical (Monte-Carlo) NNGP kernel.",
+    claim=(
+        "The same agreement for an LSTM on IMDb sentiment, with an empirical"
+        " (Monte-Carlo) NNGP kernel."
+    ),
     status="not run",
     paper_scale="|S| = 45,000, |E| = 50",
     scale="—",
-    reason="Not implemented: the IMDb data, an ensemble trainer for LSTMs and a Monte-Carlo LSTM kernel are missing.",
+    reason=(
+        "Not implemented: the IMDb data, an ensemble trainer for LSTMs and a"
+        " Monte-Carlo LSTM kernel are missing."
+    ),
     section="fpi-not-run",
     profile=profile,
 )

@@ -20,6 +20,9 @@
 # **not reproduced** — it was tested and does not hold as stated;
 # **not run** — not tested in this build (data that cannot be downloaded here, a scale beyond a CPU), with the
 # command that would run it where one exists.
+# In the numbers beneath a row, "—" means the paper gives no value and "n/a" that this run produced no finite
+# value (too little data at this scale — common on the smoke profile — or a numerical failure, which the chapter
+# itself reports).
 
 # %% tags=["parameters", "remove-cell"]
 profile = "default"

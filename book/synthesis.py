@@ -93,7 +93,6 @@ avg_epochs = 20
 
 # %% tags=["remove-input"]
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -114,7 +113,6 @@ plots.book_style()
 dev = get_device(device)
 CH = "synthesis"
 results.clear(CH)
-t_start = time.time()
 split = boolean_split(bool_target, bool_n_train, seed=bool_split_seed)
 x_tr, y_tr = split.x_train.numpy(), split.y_train.numpy()
 x_te, y_te = split.x_test.numpy(), split.y_test.numpy().astype(bool)
@@ -531,7 +529,7 @@ cross = (
     else "nowhere on this grid"
 )
 worst_fit = grid.loc[grid["fit_fraction"].idxmin()]
-glue("syn-rho-kl", rho_kl, display=False)
+glue("syn-rho-kl", fmt(rho_kl, None, 2))  # "—" when too few settings have a KL
 if "keras" in tables:
     kt = tables["keras"][np.isfinite(tables["keras"]["top1"])]
     keras_rho = float(kt["eta_over_b"].corr(kt["top1"], method="spearman"))
@@ -651,7 +649,7 @@ record("grid_spearman_top1", rho_top, "Spearman correlation of top-1 mass with �
 # {glue:text}`syn-top1-pb:.3f` ± {glue:text}`syn-top1-pb-se:.3f` for the network's posterior; the two cross
 # {glue:text}`syn-cross`. {glue:text}`syn-gibbs-phrase` The mean test error {glue:text}`syn-trend-err` with
 # $\eta/b$ ({glue:text}`syn-rho-err:.2f`; the posterior's own expected error is {glue:text}`syn-err-mcmc:.4f`).
-# The KL on each setting's support {glue:text}`syn-trend-kl` with $\eta/b$ ({glue:text}`syn-rho-kl:.2f`):
+# The KL on each setting's support {glue:text}`syn-trend-kl` with $\eta/b$ ({glue:text}`syn-rho-kl`):
 # {glue:text}`syn-kl-phrase` The least-fitting setting: at $\eta$ =
 # {glue:text}`syn-worst-fit-lr`, $b$ = {glue:text}`syn-worst-fit-b` only a fraction {glue:text}`syn-worst-fit:.2f`
 # of the networks fit within the budget ({glue:text}`syn-no-fit` settings where none did); at the coldest
@@ -1160,7 +1158,7 @@ verdicts = [
     {
         "sense": "temperature (Chaudhari & Soatto)",
         "measured by": "Spearman ρ with η/b of top-1 mass, mean error, KL on support",
-        "value": f"{rho_top:.2f}, {rho_err:.2f}, {rho_kl:.2f}",
+        "value": ", ".join(fmt(r, None, 2) for r in (rho_top, rho_err, rho_kl)),
         "verdict": "hotter SGD concentrates"
         if rho_top > 0.5
         else "hotter SGD spreads"
@@ -1314,7 +1312,6 @@ results.claim(
     numbers=("avg_iasg_equals_majority", "pb_majority_mass"),
     profile=profile,
 )
-record("chapter_seconds", time.time() - t_start, "wall time of the chapter", unit="s")
 
 # %% [markdown]
 # (syn-summary)=

@@ -46,3 +46,18 @@ def test_glue_all_hands_converted_values_to_myst_nb(monkeypatch):
     glue_module.glue_all({"a": np.float64(1.5), "b": "x"})
     assert seen == {"a": (1.5, False), "b": ("x", False)}
     assert type(seen["a"][0]) is float
+
+
+def test_a_glued_figure_is_closed_after_glueing(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import myst_nb
+
+    seen = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: seen.append(value))
+    fig = plt.figure()
+    assert plt.fignum_exists(fig.number)
+    glue_module.glue("fig-x", fig)
+    assert seen == [fig] and not plt.fignum_exists(fig.number)

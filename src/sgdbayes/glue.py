@@ -3,6 +3,9 @@
 ``{glue:text}`name:.3f``` parses the glued value's ``text/plain`` repr as a number. numpy ≥ 2 writes a scalar as
 ``np.float64(0.25)``, which that role cannot parse (a warning, and the book build fails under ``-W``), so numpy
 scalars and 0-d arrays are turned into Python numbers first. Everything else passes through unchanged.
+
+A glued matplotlib figure is closed once glued (its image is already in the glue output): left open, the inline
+backend would also show it at the end of the cell, a second copy outside its numbered ``{glue:figure}`` caption.
 """
 
 from __future__ import annotations
@@ -35,6 +38,18 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     from myst_nb import glue as myst_glue
 
     myst_glue(name, as_python(value), display=display)
+    if _is_matplotlib_figure(value):
+        import matplotlib.pyplot as plt
+
+        plt.close(value)
+
+
+def _is_matplotlib_figure(value: Any) -> bool:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return False
+    return isinstance(value, Figure)
 
 
 def glue_all(values: Mapping[str, Any]) -> None:

@@ -212,7 +212,9 @@ def expected_for(paper: str) -> list[Expected]:
 
 
 def format_value(value: Any, unit: str = "") -> str:
-    """Compact human form: 4 significant digits for floats, short lists, units appended; '—' for missing."""
+    """Compact human form: 4 significant digits for floats, short lists, units appended; '—' for missing;
+    'n/a' for a NaN (the run produced no finite value: too little data at this scale, or a numerical failure
+    that the chapter itself reports)."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -221,7 +223,7 @@ def format_value(value: Any, unit: str = "") -> str:
         text = f"{value:,}"
     elif isinstance(value, float):
         if math.isnan(value):
-            text = "NaN"
+            text = "n/a"
         elif value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             text = f"{value:.3e}"
         else:
@@ -232,10 +234,10 @@ def format_value(value: Any, unit: str = "") -> str:
     elif isinstance(value, dict):
         text = ", ".join(f"{k}: {format_value(v)}" for k, v in list(value.items())[:6])
     elif value == "nan":  # results._plain stores NaN as the string 'nan'
-        text = "NaN"
+        text = "n/a"
     else:
         text = str(value)
-    numeric = not isinstance(value, (str, bool)) or text == "NaN"
+    numeric = not isinstance(value, (str, bool)) and text != "n/a"
     return f"{text} {unit}".strip() if unit and numeric and text != "—" else text
 
 
