@@ -55,7 +55,20 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("SGDBAYES_ROOT", str(tmp_path))
     monkeypatch.setenv("SGDBAYES_CACHE_DIR", str(tmp_path / "_build" / "cache"))
     monkeypatch.delenv("SGDBAYES_RESULTS_DIR", raising=False)
+    monkeypatch.setattr("sgdbayes.cli.chapter_spec", lambda name: _PERMISSIVE.get(name))
     return tmp_path
+
+
+def _permissive_specs():
+    """Loose declared ranges for the throw-away chapters (tests that check ranges install their own)."""
+    from sgdbayes.params import Bool, Choice, Float, Int, List, Spec, Str
+
+    return {"good": Spec(profile=Choice("smoke", "default", "paper"), n=Int(), x=Float(), name=Str(), flag=Bool(),
+                         sizes=List(Int())),
+            "bad": Spec(k=Int()), "lossy": Spec(k=Int()), "slow": Spec(seconds=Float())}
+
+
+_PERMISSIVE = _permissive_specs()
 
 
 def test_parse_parameters(project):
@@ -251,8 +264,9 @@ def test_a_lost_execute_reply_is_recovered_not_waited_for(project, monkeypatch):
     (project / "book" / "lossy.py").write_text(LOSES_A_REPLY)
     with open(project / "_toc.yml", "a") as toc:
         toc.write("  - file: book/lossy\n")
-    code = ("import sys, sgdbayes.runner as r; r.LOST_REPLY_GRACE_S = 3.0; from sgdbayes.cli import main; "
-            "sys.exit(main(['run', 'lossy', '--quiet']))")
+    code = ("import sys, sgdbayes.runner as r, sgdbayes.cli as cli; r.LOST_REPLY_GRACE_S = 3.0; "
+            "from sgdbayes.params import Int, Spec; cli.chapter_spec = lambda name: Spec(k=Int()); "
+            "sys.exit(cli.main(['run', 'lossy', '--quiet']))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "execute_reply did not arrive" in proc.stderr
@@ -272,7 +286,7 @@ def _good_spec(monkeypatch):
                 sizes=List(Int(min=1), min_len=1),
                 relations=[Rule(lambda p: max(p["sizes"]) <= p["n"], "every entry of sizes must be <= n",
                                 ("sizes", "n"))])
-    monkeypatch.setattr("sgdbayes.cli.chapter_spec", lambda name: spec if name == "good" else None)
+    monkeypatch.setattr("sgdbayes.cli.chapter_spec", lambda name: spec if name == "good" else _PERMISSIVE.get(name))
     return spec
 
 
@@ -307,6 +321,31 @@ def test_book_checks_every_chapter_before_running_any(project, capsys, monkeypat
     assert main(["book", "--quiet", "--no-html"]) == 2
     assert "n = 0 is out of range" in capsys.readouterr().err
     assert not list((project / "book").glob("*.ipynb"))  # neither chapter ran
+
+
+def test_a_chapter_without_declared_ranges_is_refused(project, capsys, monkeypatch):
+    monkeypatch.setattr("sgdbayes.cli.chapter_spec", lambda name: None)
+    assert main(["run", "good", "--quiet"]) == 2
+    assert "chapter 'good' declares no parameter ranges: add PARAMETERS" in capsys.readouterr().err
+    assert not (project / "book" / "good.ipynb").exists()
+
+
+def test_every_chapter_of_the_book_declares_ranges_for_its_whole_parameters_cell():
+    """The real project: each chapter in _toc.yml with a parameters cell has sgdbayes.experiments.<name>.PARAMETERS
+    covering every name of that cell, and its own smoke/default/paper values pass the check."""
+    from sgdbayes import chapters as chapters_module
+    from sgdbayes.cli import chapter_spec
+
+    root = Path(__file__).resolve().parents[1]
+    found = chapters_module.discover(root)
+    assert len(found) >= 6
+    profiles = chapters_module.load_profiles(root, found)
+    for chapter in found.values():
+        spec = chapter_spec(chapter.name)
+        assert spec is not None, f"{chapter.name}: no PARAMETERS"
+        assert not spec.missing(list(chapter.parameters)), (chapter.name, spec.missing(list(chapter.parameters)))
+        for profile in profiles.names:
+            spec.check(chapters_module.resolve_parameters(chapter, profiles, profile), chapter=chapter.name)
 
 
 def test_a_parameter_without_a_declared_range_is_an_error(project, capsys, monkeypatch):

@@ -341,17 +341,9 @@ def default_cache() -> ResultCache:
 def cached(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` through the process-wide cache (see the module docstring)."""
     if isinstance(fn, str):
-        return _legacy_cached(fn, *args, **kwargs)
+        raise TypeError(f"cached({fn!r}, ...): a hand-named cache entry is not supported; pass the library "
+                        "function itself, cached(fn, *args, **kwargs), so that the key covers all its arguments")
     return default_cache().call(fn, *args, **kwargs)
-
-
-def _legacy_cached(name: str, params: Mapping[str, Any], compute: Callable[[], T]) -> T:
-    """The old ``cached(name, params, compute)`` form, kept only while the chapters move to ``cached(fn, ...)``:
-    its key at least covers the library fingerprint, so a code change recomputes. To be removed."""
-    payload = json.dumps({"format": _KEY_FORMAT, "legacy": name, "params": canonical(dict(params)),
-                          "code": library_fingerprint()}, sort_keys=True, separators=(",", ":"))
-    key = hashlib.sha256(payload.encode()).hexdigest()
-    return default_cache().get_or_compute(name, key, compute)
 
 
 def memoize(fn: Callable[..., T]) -> Callable[..., T]:

@@ -13,7 +13,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,9 +64,8 @@ def validate_parameters(chapter, params: dict) -> None:
 
     spec = chapter_spec(chapter.name)
     if spec is None:
-        warnings.warn(f"chapter {chapter.name!r} declares no PARAMETERS (sgdbayes.experiments.{chapter.name}); "
-                      "its parameter values are only type-checked", stacklevel=2)
-        return
+        raise ConfigError(f"chapter {chapter.name!r} declares no parameter ranges: add PARAMETERS (a "
+                          f"sgdbayes.params.Spec) to sgdbayes.experiments.{chapter.name}")
     missing = spec.missing(list(chapter.parameters))
     if missing:
         raise ConfigError(f"chapter {chapter.name!r}: parameter(s) {', '.join(missing)} of its parameters cell have "
