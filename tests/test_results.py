@@ -49,7 +49,8 @@ def test_report_with_some_chapters(rdir):
 
 
 @pytest.mark.parametrize("value,text", [(None, "—"), (0.000012345, "1.234e-05"), (12345678.0, "1.235e+07"),
-                                        (3, "3"), (12000, "12,000"), (True, "yes"), (0.5, "0.5")])
+                                        (3, "3"), (12000, "12,000"), (True, "yes"), (0.5, "0.5"),
+                                        (float("nan"), "n/a"), ("nan", "n/a")])
 def test_format_value(value, text):
     assert format_value(value) == text
 
@@ -174,3 +175,23 @@ def test_scorecard_papers_are_in_the_bibliography():
     bib = (Path(__file__).resolve().parents[1] / "references.bib").read_text()
     for key in results.PAPERS:
         assert f"{{{key}," in bib
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("corr nan (Keras) / nan (clean)", "corr n/a (Keras) / n/a (clean)"),
+    ("median log10 ratio +nan over 0 functions", "median log10 ratio n/a over 0 functions"),
+    ("nan% within 10×", "n/a% within 10×"),
+    ("(p = nan)", "(p = n/a)"),
+    ("the nanny and the banana finance", "the nanny and the banana finance"),
+    ("NaN is left alone only when capitalised: nan", "NaN is left alone only when capitalised: n/a"),
+])
+def test_numbers_that_formatted_as_nan_read_not_available(text, expected):
+    assert results.not_available(text) == expected
+
+
+def test_a_claim_stores_its_text_with_nan_written_as_not_available(rdir):
+    results.record("ch", "x", float("nan"))
+    results.claim("ch", "c1", paper="mingard2021", item="Fig. 1", claim="A claim.", status="not reproduced",
+                  paper_scale="big", scale="small", reason=f"corr {float('nan'):.2f} over 2 functions.",
+                  section="sec-a", numbers=["x"])
+    assert results.load("ch")["claims"]["c1"]["reason"] == "corr n/a over 2 functions."

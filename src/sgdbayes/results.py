@@ -99,6 +99,16 @@ def _text(field: str, value: Any, *, allow_empty: bool = False) -> str:
     return value.strip()
 
 
+_FORMATTED_NAN = re.compile(r"(?<![A-Za-z])[+-]?nan(?![A-Za-z])")
+
+
+def not_available(text: str) -> str:
+    """``text`` with every number that formatted as NaN (``nan``, ``+nan``, ``nan%`` from an f-string) written
+    ``n/a``: a statistic that this run could not compute (e.g. a correlation over fewer than three functions on the
+    smoke profile), said as such in the scorecard rather than as a float's repr."""
+    return _FORMATTED_NAN.sub("n/a", text)
+
+
 def record(chapter: str, name: str, value: Any, *, paper: Any = None, label: str = "", description: str = "",
            unit: str = "", profile: str | None = None) -> None:
     """Store one headline number of ``chapter`` (beside the paper's value, where the paper gives one).
@@ -137,7 +147,7 @@ def claim(chapter: str, claim_id: str, *, paper: str, item: str, claim: str, sta
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not allowed; use one of: {', '.join(repr(s) for s in STATUSES)}")
     fields = {"item": item, "claim": claim, "paper_scale": paper_scale, "scale": scale, "reason": reason}
-    fields = {k: _text(k, v) for k, v in fields.items()}
+    fields = {k: not_available(_text(k, v)) for k, v in fields.items()}
     section = _text("section", section)
     if not _LABEL.match(section):
         raise ValueError(f"section {section!r} is not a MyST label (letters, digits, '-', '_'; e.g. 'fp-boolean'): "
