@@ -308,3 +308,19 @@ def test_disabled_cache_always_computes(tmp_path):
 def test_the_fingerprint_is_computed_once_per_process():
     assert library_fingerprint() == library_fingerprint()
     assert library_fingerprint.cache_info().hits >= 1
+
+
+def test_the_store_keeps_an_arrays_memory_order():
+    """LAPACK returns Fortran-ordered arrays; a product over a C-ordered copy can round differently, so a cached
+    result must come back in the order it was computed in (values and layout)."""
+    import numpy as np
+
+    from sgdbayes import store
+
+    a = np.asfortranarray(np.arange(12.0).reshape(3, 4) / 7)
+    c = np.arange(6).reshape(2, 3)
+    back = store.loads(store.dumps({"f": a, "c": c, "v": np.arange(3.0)}))
+    assert back["f"].flags.f_contiguous and not back["f"].flags.c_contiguous
+    assert back["c"].flags.c_contiguous
+    np.testing.assert_array_equal(back["f"], a)
+    np.testing.assert_array_equal(back["c"], c)

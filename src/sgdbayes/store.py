@@ -76,8 +76,13 @@ class _Blob:
         if pad:
             self.parts.append(b"\0" * pad)
             self.size += pad
-        data = np.ascontiguousarray(arr).tobytes()
+        # Fortran order is kept (LAPACK returns it): a matrix product over a C-ordered copy may round differently
+        # in the last bit, so a cached array would not reproduce a fresh run's numbers byte for byte.
+        fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
+        data = arr.tobytes(order="F") if fortran else np.ascontiguousarray(arr).tobytes()
         ref = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": self.size, "nbytes": len(data)}
+        if fortran:
+            ref["order"] = "F"
         self.parts.append(data)
         self.size += len(data)
         return ref
@@ -226,7 +231,10 @@ def _array(ref: Any, blob: memoryview) -> np.ndarray:
     if offset < 0 or nbytes < 0 or offset + nbytes > len(blob) or any(s < 0 for s in shape) \
             or math.prod(shape) * dtype.itemsize != nbytes:
         raise StoreError(f"array reference {ref!r} does not fit the stored data")
-    return np.frombuffer(blob[offset:offset + nbytes], dtype=dtype).reshape(shape).copy()
+    order = ref.get("order", "C")
+    if order not in ("C", "F"):
+        raise StoreError(f"array reference {ref!r}: order must be 'C' or 'F'")
+    return np.frombuffer(blob[offset:offset + nbytes], dtype=dtype).reshape(shape, order=order).copy(order="K")
 
 
 def _library_class(name: Any) -> type:
