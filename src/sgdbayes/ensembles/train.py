@@ -52,6 +52,7 @@ from sgdbayes.device import get_device
 from sgdbayes.ensembles.models import FCN, EnsembleModel
 from sgdbayes.ensembles.optim import BatchedOptimizer, make_optimizer
 from sgdbayes.ensembles.stop import StopRule, as_stop_rule, process_layout
+from sgdbayes.progress import bar as progress_bar
 
 __all__ = ["EnsembleResult", "train_ensemble", "network_streams", "epoch_permutations", "auto_chunk_size",
            "STATUSES", "LOSSES", "StopRule"]
@@ -78,6 +79,10 @@ MEMORY_CAP_BYTES = 1 * 2**30
 # the same law and seeds, equal to the autograd + BatchedOptimizer path up to float rounding (which individual
 # trajectories can amplify over many steps). False forces the autograd path (tests compare the two).
 FUSED_SGD = True
+# Plain SGD on an FCN on CPU with a C++ compiler takes the native path (sgdbayes.ensembles.fused.train_runs): whole runs
+# in a compiled kernel, the stop rule included, networks sharing vector registers; same law, seeds and stop rules,
+# equal to the torch paths up to float rounding. False forces the torch paths (tests and benchmarks compare them).
+NATIVE_SGD = True
 # End-of-epoch check (its full-S forward is ~1/3 of an epoch's FLOPs at batch 32): screen every network on the first
 # CHECK_PREFIX examples of S and finish the check on all of S only for the networks that may have fitted, finish now,
 # or could have non-finite logits (see _epoch_check); exact, not an estimate.
@@ -518,9 +523,11 @@ def train_ensemble(
         "test_labels": torch.zeros((M, Xe.shape[0]), dtype=torch.bool),
     }
     params_out = [torch.empty((M, *s)) for s in model.param_shapes] if return_params else None
+    native = _use_native(model, opt, B, device)
+    config["path"] = "native" if native else "torch"
     spec = _RunSpec(model, opt, X, y, target, Xe, fit_threshold, label_threshold, loss, B, steps_per_epoch,
                     max_epochs, k_over, rule.wait if rule.kind == "keras" else None, int(seed), chunk,
-                    return_params)
+                    return_params, native)
     positions = np.arange(M)
     g_all = index_offset + positions
 
@@ -541,9 +548,8 @@ def train_ensemble(
         return rec["first_fit"]
 
     process, leader = np.full(M, -1, dtype=np.int64), np.zeros(M, dtype=bool)
-    from tqdm.auto import tqdm
-
-    with tqdm(total=M, desc=f"{M} nets", unit="net", disable=not progress, leave=False) as bar:
+    with progress_bar(total=M, desc=f"train {M} nets ({'native' if native else 'torch'})", unit="net",
+                      disable=not progress) as bar:
         if not rule.shares_floor:
             # independent runs; under the Keras rule with fresh callbacks each run's floor is its own e0 + wait
             record(g_all, None if rule.kind == "clean" else np.full(M, -1, dtype=np.int64))
@@ -616,6 +622,18 @@ class _RunSpec:
     seed: int
     chunk: int
     return_params: bool
+    native: bool = False  # plain SGD on an FCN on CPU: whole runs in the compiled kernel (_train_chunk_native)
+
+
+def _use_native(model: EnsembleModel, opt: BatchedOptimizer, B: int, device: torch.device) -> bool:
+    """Whether ``train_ensemble`` takes the native path: ``NATIVE_SGD``, plain SGD (momentum 0) on an FCN on CPU,
+    a batch and a network the kernel takes (``fused.native_supported``), and a kernel that builds here."""
+    if not (NATIVE_SGD and device.type == "cpu" and isinstance(model, FCN) and opt.name == "sgd"
+            and opt.hyper.get("momentum", 0) == 0):
+        return False
+    from sgdbayes.ensembles.fused import native_kernel, native_supported
+
+    return not native_supported(model, B) and native_kernel(model, B) is not None
 
 
 def _train_networks(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
@@ -625,11 +643,48 @@ def _train_networks(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | No
     parts = []
     for start in range(0, len(indices), spec.chunk):
         sl = slice(start, start + spec.chunk)
-        parts.append(_train_chunk(spec, indices[sl], None if floors is None else floors[sl], counted[sl], bar))
+        train_chunk = _train_chunk_native if spec.native else _train_chunk
+        parts.append(train_chunk(spec, indices[sl], None if floors is None else floors[sl], counted[sl], bar))
     rec = {k: np.concatenate([r[k] for r in parts]) for k in parts[0] if k not in ("test_labels", "params")}
     rec["test_labels"] = torch.cat([r["test_labels"] for r in parts])
     rec["params"] = [torch.cat(ps) for ps in zip(*(r["params"] for r in parts))] if spec.return_params else None
     return rec
+
+
+def _train_chunk_native(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
+                        bar) -> dict[str, Any]:
+    """``_train_chunk``'s record for the networks of global ``indices``, trained by the native kernel
+    (``sgdbayes.ensembles.fused.train_runs``): the same initial parameters (``fused.init_params`` = ``model.init``
+    bit for bit), the same visiting orders (generated in the kernel), the same stop rule applied at the same epoch
+    ends; each network runs start to end in the kernel, so a finished network is never touched again. The test
+    labels are the finished parameters' logits on E from ``model.forward_shared``, as on the torch path."""
+    from sgdbayes.ensembles.fused import init_params, train_runs
+
+    model, m0 = spec.model, len(indices)
+    init_seeds, keys = network_streams(spec.seed, [int(i) for i in indices])
+    params = init_params(model, init_seeds)
+    keras = spec.wait is not None
+
+    def done(lo: int, hi: int) -> None:
+        if bar is not None:
+            bar.update(int(counted[lo:hi].sum()))
+
+    rec = train_runs(model, params, spec.X, spec.target, spec.y, keys, lr=spec.opt.hyper["lr"], loss=spec.loss,
+                     batch_size=spec.B, threshold=spec.fit_threshold, rule="keras" if keras else "clean",
+                     max_epochs=spec.max_epochs, overtrain_epochs=spec.k_over, wait=spec.wait or 0,
+                     floors=(np.full(m0, -1, dtype=np.int64) if floors is None else floors) if keras else None,
+                     on_done=done)
+    labels = torch.zeros((m0, spec.Xe.shape[0]), dtype=torch.bool)
+    if spec.Xe.shape[0]:
+        with torch.no_grad():
+            step = max(1, (1 << 24) // max(1, spec.Xe.shape[0] * model.activation_units()))
+            for lo in range(0, m0, step):
+                part = [p[lo:lo + step] for p in params]
+                labels[lo:lo + step] = model.forward_shared(part, spec.Xe) > spec.label_threshold
+    return {"status": rec["status"], "first_fit": rec["first_fit"], "epochs_trained": rec["epochs_trained"],
+            "train_accuracy": rec["train_accuracy"], "train_loss": rec["train_loss"],
+            "fits_by_sign": rec["fits_by_sign"], "stop_floor": rec["stop_floor"], "test_labels": labels,
+            "params": [p.clone() for p in params] if spec.return_params else None}
 
 
 def _train_chunk(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,

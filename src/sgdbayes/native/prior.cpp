@@ -365,6 +365,16 @@ void sgdb_normal_fill(uint64_t seed, float* out, int64_t size) {
   st.take(out, size);
 }
 
+// m streams of `size` values (>= 16) each: row i of out [m, size] is torch's normal_ with a generator seeded by
+// seeds[i] (sgdbayes.ensembles.FCN.init_network's draw, one network per row).
+void sgdb_normal_fill_many(const uint64_t* seeds, int64_t m, float* out, int64_t size) {
+  NormalStream st;
+  for (int64_t i = 0; i < m; ++i) {
+    st.init(seeds[i], size);
+    st.take(out + i * size, size);
+  }
+}
+
 // The networks of block `seed` (a stream of block * P normals; only its first n_keep networks are looked at) that
 // the filter keeps on S (x_s [n_s, d], y_s [n_s] in {0,1}; n_first inputs first): their indices in the block into
 // idx (ascending) and their raw normals into params [count, P]. Returns the count (<= n_keep).
