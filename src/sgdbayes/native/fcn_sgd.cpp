@@ -112,7 +112,30 @@ inline vl wmul(const float* p, vl x) {
   }
 }
 
+typedef int32_t vi __attribute__((vector_size(LN * sizeof(int32_t)), aligned(64)));
 inline vl vzero() { return vl{}; }
+inline vl vsplat(float c) { return vzero() + c; }
+
+// exp on every lane (Cephes' expf: range reduction by ln 2 in two parts, degree-6 polynomial; ~1 ulp), for the
+// sigmoid of the loss gradient. Arguments are clamped to [-87, 87] (the sigmoid saturates long before: 1 + e^-87
+// rounds to 1); NaN stays NaN.
+inline vl vexp(vl x) {
+  x = x > 87.0f ? vsplat(87.0f) : x;
+  x = x < -87.0f ? vsplat(-87.0f) : x;
+  const vl t = x * 1.44269504088896341f + (x < 0.0f ? vsplat(-0.5f) : vsplat(0.5f));
+  const vi ni = __builtin_convertvector(t, vi);  // round half away from zero
+  const vl n = __builtin_convertvector(ni, vl);
+  vl r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const vl r2 = r * r;
+  vl p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  return (vl)((vi)p + (ni << 23));  // p * 2^n
+}
 inline vl relu_keep_nan(vl z) { return z < 0.0f ? vzero() : z; }  // NaN stays NaN
 
 // zT[o] = sum_{i <= in} WA[o][i] * aT[i] (aT[in] = 1: the bias) for o < OUT; hidden layers apply relu
@@ -223,9 +246,35 @@ inline void update_layer(float* __restrict W, const vl* __restrict dT, const flo
 // batch-major copy of a layer's input: abm[b][i*NP + n] = aT[i][b*NP + n], for b < bs and i < width
 template <int WIDTH, int RF>
 inline void to_batch_major(const vl* __restrict aT, float* __restrict abm, int bs) {
+  int i0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (NP == 2 && LN == 16) {
+    // aT[i] is 8 pairs (rows b = 0..7): transpose 8 x 8 blocks of pairs (as doubles), all 8 rows (rows >= bs unused)
+    for (; i0 + 8 <= WIDTH; i0 += 8) {
+      __m512d r[8], t[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm512_castps_pd(reinterpret_cast<const __m512&>(aT[i0 + j]));
+      for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm512_unpacklo_pd(r[j], r[j + 1]);      // (i0+j, i0+j+1) x rows 0,2,4,6
+        t[j + 1] = _mm512_unpackhi_pd(r[j], r[j + 1]);  // ... rows 1,3,5,7
+      }
+      for (int j = 0; j < 8; j += 4)
+        for (int h = 0; h < 2; ++h) {
+          r[j + h] = _mm512_shuffle_f64x2(t[j + h], t[j + h + 2], 0x88);      // 128-bit lanes 0,2 | 0,2
+          r[j + h + 2] = _mm512_shuffle_f64x2(t[j + h], t[j + h + 2], 0xDD);  // 1,3 | 1,3
+        }
+      for (int h = 0; h < 4; ++h) {
+        t[h] = _mm512_shuffle_f64x2(r[h], r[h + 4], 0x88);
+        t[h + 4] = _mm512_shuffle_f64x2(r[h], r[h + 4], 0xDD);
+      }
+      // t[b] now holds row b for i0 .. i0+7
+      for (int b = 0; b < 8; ++b) _mm512_storeu_pd(reinterpret_cast<double*>(abm + b * RF + i0 * 2), t[b]);
+    }
+  }
+#endif
+  if (i0 >= WIDTH) return;
   for (int b = 0; b < bs; ++b) {
     float* dst = abm + b * RF;
-    for (int i = 0; i < WIDTH; ++i) {
+    for (int i = i0; i < WIDTH; ++i) {
       const float* src = reinterpret_cast<const float*>(aT + i) + b * NP;
       for (int n = 0; n < NP; ++n) dst[i * NP + n] = src[n];
     }
@@ -263,7 +312,16 @@ void visiting_order(uint32_t k0, uint32_t k1, int64_t epoch, int64_t n, int64_t*
   const uint32_t base = hash32(k0 ^ hash32((e * GOLDEN) ^ k1));
   for (int64_t j = 0; j < n; ++j) {
     const uint32_t h = hash32(hash32(base + uint32_t(j) * GOLDEN) ^ k1);
-    tmp[j] = (uint64_t(h) << 32) | uint64_t(j);
+    tmp[j] = (uint64_t(h) << 32) | uint64_t(j);  // distinct keys: (hash, position)
+  }
+  if (n <= 256) {  // small: each key's rank by counting the smaller keys (vectorised), no branches
+    for (int64_t j = 0; j < n; ++j) {
+      const uint64_t key = tmp[j];
+      int64_t rank = 0;
+      for (int64_t k = 0; k < n; ++k) rank += tmp[k] < key;
+      out[rank] = j;
+    }
+    return;
   }
   std::sort(tmp, tmp + n);
   for (int64_t j = 0; j < n; ++j) out[j] = int64_t(tmp[j] & 0xFFFFFFFFu);
@@ -442,30 +500,41 @@ class Engine {
     forward_all<0>();
     batch_major_all<1>(bs);
     const float* z = reinterpret_cast<const float*>(aT[L]);
-    float* g = reinterpret_cast<float*>(dT[0]);
     const float inv_bs = 1.0f / float(bs);
-    for (int j = 0; j < LN; ++j) g[j] = 0.0f;
+    // the loss gradient on all lanes at once: targets per lane, zero on padded rows and empty slots
+    alignas(64) float tl[LN];
+    alignas(64) int32_t on[LN];
+    for (int j = 0; j < LN; ++j) { tl[j] = 0.0f; on[j] = 0; }
     for (int k = 0; k < NP; ++k) {
       if (slot[k] < 0) continue;
-      double lsum = 0.0;
-      int64_t rc = 0;
       for (int b = 0; b < bs; ++b) {
-        const int64_t r = order[k][start + b];
-        const float t = in.target[r];
-        const float zb = z[b * NP + k];
-        float gz;
-        if (loss == 0) {
-          gz = (1.0f / (1.0f + std::exp(-zb)) - t) * inv_bs;
-          if (want_ce_loss) lsum += ce_loss(zb, t);
-        } else {
-          gz = 2.0f * (zb - t) * inv_bs;
-          lsum += double(zb - t) * double(zb - t);
-        }
-        g[b * NP + k] = gz;
-        rc += ((zb > threshold) == (in.label[r] != 0));
+        tl[b * NP + k] = in.target[order[k][start + b]];
+        on[b * NP + k] = -1;
       }
-      if (run_loss) run_loss[k] += lsum / bs;
-      if (run_correct) run_correct[k] += rc;
+    }
+    const vl zv = aT[L][0], tv = *reinterpret_cast<const vl*>(tl);
+    const vi onv = *reinterpret_cast<const vi*>(on);
+    const vl gv = loss == 0 ? (1.0f / (1.0f + vexp(-zv)) - tv) * inv_bs : 2.0f * (zv - tv) * inv_bs;
+    dT[0][0] = onv != 0 ? gv : vzero();
+    if (run_loss || run_correct) {  // Keras' running figures (sgd_epoch only)
+      for (int k = 0; k < NP; ++k) {
+        if (slot[k] < 0) continue;
+        double lsum = 0.0;
+        int64_t rc = 0;
+        for (int b = 0; b < bs; ++b) {
+          const int64_t r = order[k][start + b];
+          const float t = in.target[r];
+          const float zb = z[b * NP + k];
+          if (loss == 0) {
+            if (want_ce_loss) lsum += ce_loss(zb, t);
+          } else {
+            lsum += double(zb - t) * double(zb - t);
+          }
+          rc += ((zb > threshold) == (in.label[r] != 0));
+        }
+        if (run_loss) run_loss[k] += lsum / bs;
+        if (run_correct) run_correct[k] += rc;
+      }
     }
     backward_all<L - 1>(bs, neg_lr, 0);
   }
