@@ -67,7 +67,7 @@ _D = ctypes.c_double
 
 class _EpochArgs(ctypes.Structure):
     _fields_ = [("m_begin", _I), ("m_end", _I), ("active", _P), ("W_stack", _P), ("b_stack", _P), ("X", _P),
-                ("n", _I), ("target", _P), ("label", _P), ("perm", _P), ("perm_stride", _I), ("batch", _I),
+                ("XT", _P), ("n", _I), ("target", _P), ("label", _P), ("perm", _P), ("perm_stride", _I), ("batch", _I),
                 ("steps", _I), ("lr", _D), ("loss", _I), ("threshold", _D), ("check", _I),
                 ("want_check_loss", _I), ("want_running_ce", _I), ("x_max", _D), ("run_loss", _P),
                 ("run_correct", _P), ("loss_out", _P), ("correct_out", _P), ("min_pos", _P), ("max_neg", _P),
@@ -75,11 +75,12 @@ class _EpochArgs(ctypes.Structure):
 
 
 class _TrainArgs(ctypes.Structure):
-    _fields_ = [("m_begin", _I), ("m_end", _I), ("W_stack", _P), ("b_stack", _P), ("X", _P), ("n", _I),
-                ("target", _P), ("label", _P), ("keys", _P), ("batch", _I), ("lr", _D), ("loss", _I),
+    _fields_ = [("m_begin", _I), ("m_end", _I), ("W_stack", _P), ("b_stack", _P), ("X", _P), ("XT", _P),
+                ("n", _I), ("target", _P), ("label", _P), ("keys", _P), ("batch", _I), ("lr", _D), ("loss", _I),
                 ("threshold", _D), ("rule", _I), ("max_epochs", _I), ("overtrain", _I), ("wait", _I),
                 ("floors", _P), ("x_max", _D), ("status", _P), ("first_fit", _P), ("epochs", _P),
-                ("accuracy", _P), ("loss_out", _P), ("fits_by_sign", _P), ("stop_floor", _P)]
+                ("accuracy", _P), ("loss_out", _P), ("fits_by_sign", _P), ("stop_floor", _P), ("Xe", _P),
+                ("XeT", _P), ("n_test", _I), ("label_threshold", _D), ("test_labels", _P)]
 
 
 @dataclass
@@ -382,6 +383,7 @@ def _epoch_native(lib, model, params, X, target, label, perm, lr, loss, B, thres
     M, n = params[0].shape[0], X.shape[0]
     W_ptrs, b_ptrs = _stack_pointers(model, params)
     X = X.detach().to(torch.float32).contiguous()
+    XT = X.t().contiguous()  # the kernel gathers one network's minibatch per input unit from it
     target = target.detach().to(torch.float32).contiguous()
     lab = label.detach().to(torch.uint8).contiguous()
     perm_c = perm.detach().to(torch.int64).contiguous() if perm is not None else None
@@ -393,7 +395,8 @@ def _epoch_native(lib, model, params, X, target, label, perm, lr, loss, B, thres
     x_max = float(X.abs().max()) if n else 0.0
 
     def call(lo: int, hi: int) -> int:
-        args = _EpochArgs(lo, hi, _ptr(act), ctypes.cast(W_ptrs, _P), ctypes.cast(b_ptrs, _P), X.data_ptr(), n,
+        args = _EpochArgs(lo, hi, _ptr(act), ctypes.cast(W_ptrs, _P), ctypes.cast(b_ptrs, _P), X.data_ptr(),
+                          XT.data_ptr(), n,
                           target.data_ptr(), lab.data_ptr(), _ptr(perm_c),
                           perm_c.shape[1] if perm_c is not None else 0, B, steps, float(lr), LOSS_CODES[loss],
                           float(threshold), check, int(bool(check_loss)), int(bool(running_loss)), x_max,
@@ -504,7 +507,8 @@ def _epoch_torch(model, params, X, target, label, perm, lr, loss, B, threshold, 
 def train_runs(model: FCN, params: Sequence[Tensor], X: Tensor, target: Tensor, label: Tensor, keys: Tensor, *,
                lr: float, loss: str, batch_size: int, threshold: float, rule: str = "clean", max_epochs: int,
                overtrain_epochs: int = 0, wait: int = 0, floors: np.ndarray | None = None,
-               threads: int | None = None, on_done: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+               X_test: Tensor | None = None, label_threshold: float = 0.0, threads: int | None = None,
+               on_done: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Train every network of the stack (CPU, in place) to the end of its run, natively; see the module docstring.
 
     ``keys``: ``network_streams``' int64 ``[M, 2]`` minibatch keys (epoch e of network m visits S in the order
@@ -515,8 +519,10 @@ def train_runs(model: FCN, params: Sequence[Tensor], X: Tensor, target: Tensor, 
 
     Returns numpy arrays [M]: ``status`` (``STATUS_NAMES``), ``first_fit`` (−1 if never), ``epochs_trained``,
     ``train_accuracy`` (at ``threshold``, on S at the end), ``train_loss``, ``fits_by_sign``, ``stop_floor``
-    (Keras: the floor in force at the end, −1 when never known; clean: −1). Raises RuntimeError when the kernel
-    cannot be built (check :func:`native_kernel` first).
+    (Keras: the floor in force at the end, −1 when never known; clean: −1), and ``test_labels`` bool
+    ``[M, n_test]``: ``logit > label_threshold`` on the rows of ``X_test`` at the end of each run (the recorded
+    function; ``n_test`` 0 without ``X_test``). Raises RuntimeError when the kernel cannot be built (check
+    :func:`native_kernel` first).
     """
     if rule not in ("clean", "keras"):
         raise ValueError(f"rule must be 'clean' or 'keras', got {rule!r}")
@@ -532,6 +538,7 @@ def train_runs(model: FCN, params: Sequence[Tensor], X: Tensor, target: Tensor, 
         raise ValueError(f"keys must be [{M}, 2], got {tuple(keys.shape)}")
     W_ptrs, b_ptrs = _stack_pointers(model, params)
     X = X.detach().to(torch.float32).contiguous()
+    XT = X.t().contiguous()  # the kernel gathers one network's minibatch per input unit from it
     target = target.detach().to(torch.float32).contiguous()
     lab = label.detach().to(torch.uint8).contiguous()
     keys_c = keys.detach().to(torch.int64).contiguous()
@@ -543,14 +550,23 @@ def train_runs(model: FCN, params: Sequence[Tensor], X: Tensor, target: Tensor, 
                                                   ("train_loss", np.float64), ("fits_by_sign", np.uint8),
                                                   ("stop_floor", np.int64))}
     x_max = float(X.abs().max()) if n else 0.0
+    if X_test is None:
+        Xe = torch.zeros((0, X.shape[1]))
+    else:
+        Xe = X_test.detach().to(torch.float32).contiguous()
+        if Xe.ndim != 2 or Xe.shape[1] != X.shape[1]:
+            raise ValueError(f"X_test must be [n_test, {X.shape[1]}], got {tuple(Xe.shape)}")
+    XeT = Xe.t().contiguous()
+    labels = np.zeros((M, Xe.shape[0]), dtype=np.uint8)
 
     def call(lo: int, hi: int) -> int:
-        args = _TrainArgs(lo, hi, ctypes.cast(W_ptrs, _P), ctypes.cast(b_ptrs, _P), X.data_ptr(), n,
+        args = _TrainArgs(lo, hi, ctypes.cast(W_ptrs, _P), ctypes.cast(b_ptrs, _P), X.data_ptr(), XT.data_ptr(), n,
                           target.data_ptr(), lab.data_ptr(), keys_c.data_ptr(), B, float(lr), LOSS_CODES[loss],
                           float(threshold), 1 if rule == "keras" else 0, int(max_epochs), int(overtrain_epochs),
                           int(wait), _ptr(fl), x_max,
                           *(out[k].ctypes.data for k in ("status", "first_fit", "epochs_trained", "train_accuracy",
-                                                          "train_loss", "fits_by_sign", "stop_floor")))
+                                                          "train_loss", "fits_by_sign", "stop_floor")),
+                          Xe.data_ptr(), XeT.data_ptr(), Xe.shape[0], float(label_threshold), labels.ctypes.data)
         return lib.sgdb_fcn_train(ctypes.byref(args))
 
     threads = max(1, int(threads or default_threads()))
@@ -564,4 +580,5 @@ def train_runs(model: FCN, params: Sequence[Tensor], X: Tensor, target: Tensor, 
     res: dict[str, np.ndarray] = {k: v for k, v in out.items()}
     res["status"] = np.asarray(STATUS_NAMES, dtype="<U10")[out["status"]]
     res["fits_by_sign"] = out["fits_by_sign"].astype(bool)
+    res["test_labels"] = torch.from_numpy(labels.astype(bool))
     return res

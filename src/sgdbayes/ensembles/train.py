@@ -98,16 +98,71 @@ def network_streams(seed: int, indices: Sequence[int]) -> tuple[list[int], Tenso
     i-th child of ``sgdbayes.seed.spawn_seeds(seed, ·)``).
 
     Returns ``(init_seeds, keys)``: a 63-bit seed per network for its initialisation, and ``keys`` (int64 ``[m, 2]``,
-    two 32-bit words) for its minibatch stream (``epoch_permutations``).
+    two 32-bit words) for its minibatch stream (``epoch_permutations``). The four state words are
+    ``SeedSequence.generate_state(4)``, computed for all indices below 2³² at once by ``_seed_sequence_words``
+    (numpy's algorithm, vectorised; tests compare it with ``SeedSequence`` itself).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    init_seeds, keys = [], np.empty((len(indices), 2), dtype=np.int64)
-    for r, i in enumerate(indices):
-        words = np.random.SeedSequence(int(seed), spawn_key=(int(i),)).generate_state(4, dtype=np.uint32)
-        init_seeds.append((int(words[0]) << 31) | (int(words[1]) >> 1))
-        keys[r] = words[2:4]
-    return init_seeds, torch.from_numpy(keys)
+    idx = [int(i) for i in indices]
+    if any(i < 0 for i in idx):
+        raise ValueError("network indices must be >= 0")
+    if idx and max(idx) < 2**32:
+        words = _seed_sequence_words(int(seed), np.asarray(idx, dtype=np.uint64))
+    else:
+        words = np.array([np.random.SeedSequence(int(seed), spawn_key=(i,)).generate_state(4, dtype=np.uint32)
+                          for i in idx], dtype=np.uint32).reshape(len(idx), 4)
+    init_seeds = ((words[:, 0].astype(np.uint64) << np.uint64(31)) | (words[:, 1].astype(np.uint64) >> np.uint64(1)))
+    return [int(v) for v in init_seeds], torch.from_numpy(words[:, 2:4].astype(np.int64))
+
+
+_SS_INIT_A, _SS_MULT_A, _SS_INIT_B, _SS_MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_SS_MIX_L, _SS_MIX_R = 0xCA01F9DD, 0x4973F715
+
+
+def _seed_sequence_words(seed: int, indices: np.ndarray, n_words: int = 4) -> np.ndarray:
+    """``SeedSequence(seed, spawn_key=(i,)).generate_state(n_words)`` for every i of ``indices`` (uint64 < 2³²) at
+    once: uint32 ``[m, n_words]``. numpy's algorithm (``numpy/random/bit_generator.pyx``): the entropy words of
+    ``seed`` (padded with zeros to the pool size 4, as numpy does when a spawn key is present) then ``i`` are hashed
+    into a pool of 4 words (``hashmix``/``mix``, whose multiplier sequence does not depend on the data), and the
+    output words are hashed from the pool."""
+    run, n = [], int(seed)
+    while True:
+        run.append(n & 0xFFFFFFFF)
+        n >>= 32
+        if n == 0:
+            break
+    run += [0] * (4 - len(run)) if len(run) < 4 else []
+    m = indices.shape[0]
+    entropy = [np.full(m, w, dtype=np.uint32) for w in run] + [indices.astype(np.uint32)]
+    const = _SS_INIT_A
+
+    def hashmix(v: np.ndarray) -> np.ndarray:
+        nonlocal const
+        v = v ^ np.uint32(const)
+        const = (const * _SS_MULT_A) & 0xFFFFFFFF
+        v = v * np.uint32(const)
+        return v ^ (v >> np.uint32(16))
+
+    def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r = np.uint32(_SS_MIX_L) * x - np.uint32(_SS_MIX_R) * y
+        return r ^ (r >> np.uint32(16))
+
+    pool = [hashmix(entropy[i]) for i in range(4)]
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for src in range(4, len(entropy)):
+        for dst in range(4):
+            pool[dst] = mix(pool[dst], hashmix(entropy[src]))
+    const, out = _SS_INIT_B, []
+    for k in range(n_words):
+        v = pool[k % 4] ^ np.uint32(const)
+        const = (const * _SS_MULT_B) & 0xFFFFFFFF
+        v = v * np.uint32(const)
+        out.append(v ^ (v >> np.uint32(16)))
+    return np.stack(out, axis=1) if m else np.zeros((0, n_words), dtype=np.uint32)
 
 
 def _mul32(x: Tensor, c: int) -> Tensor:
@@ -656,8 +711,8 @@ def _train_chunk_native(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray 
     """``_train_chunk``'s record for the networks of global ``indices``, trained by the native kernel
     (``sgdbayes.ensembles.fused.train_runs``): the same initial parameters (``fused.init_params`` = ``model.init``
     bit for bit), the same visiting orders (generated in the kernel), the same stop rule applied at the same epoch
-    ends; each network runs start to end in the kernel, so a finished network is never touched again. The test
-    labels are the finished parameters' logits on E from ``model.forward_shared``, as on the torch path."""
+    ends; each network runs start to end in the kernel, so a finished network is never touched again, and its
+    labelling of E is taken in the kernel from its final parameters."""
     from sgdbayes.ensembles.fused import init_params, train_runs
 
     model, m0 = spec.model, len(indices)
@@ -673,14 +728,8 @@ def _train_chunk_native(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray 
                      batch_size=spec.B, threshold=spec.fit_threshold, rule="keras" if keras else "clean",
                      max_epochs=spec.max_epochs, overtrain_epochs=spec.k_over, wait=spec.wait or 0,
                      floors=(np.full(m0, -1, dtype=np.int64) if floors is None else floors) if keras else None,
-                     on_done=done)
-    labels = torch.zeros((m0, spec.Xe.shape[0]), dtype=torch.bool)
-    if spec.Xe.shape[0]:
-        with torch.no_grad():
-            step = max(1, (1 << 24) // max(1, spec.Xe.shape[0] * model.activation_units()))
-            for lo in range(0, m0, step):
-                part = [p[lo:lo + step] for p in params]
-                labels[lo:lo + step] = model.forward_shared(part, spec.Xe) > spec.label_threshold
+                     X_test=spec.Xe, label_threshold=spec.label_threshold, on_done=done)
+    labels = rec["test_labels"]
     return {"status": rec["status"], "first_fit": rec["first_fit"], "epochs_trained": rec["epochs_trained"],
             "train_accuracy": rec["train_accuracy"], "train_loss": rec["train_loss"],
             "fits_by_sign": rec["fits_by_sign"], "stop_floor": rec["stop_floor"], "test_labels": labels,

@@ -67,8 +67,6 @@ constexpr int max_width() {
   return w;
 }
 constexpr int W_MAX = max_width();
-// outputs produced at once by the forward / backward-data products: ~8 accumulator registers
-constexpr int RB = LN >= 128 ? 1 : (LN >= 32 ? 4 : 8);
 constexpr int64_t NEVER = INT64_C(1) << 62;
 constexpr double LOGIT_SAFE_BOUND = 1e30;
 
@@ -103,15 +101,6 @@ inline typename VF<N>::type splat(const float* p) {
   return v;
 }
 
-// w (the NP floats at p) times x, lane by lane
-inline vl wmul(const float* p, vl x) {
-  if constexpr (NP == 1) {
-    return *p * x;
-  } else {
-    return (vl)splat<LN>(p) * x;
-  }
-}
-
 typedef int32_t vi __attribute__((vector_size(LN * sizeof(int32_t)), aligned(64)));
 inline vl vzero() { return vl{}; }
 inline vl vsplat(float c) { return vzero() + c; }
@@ -136,30 +125,47 @@ inline vl vexp(vl x) {
   p = p * r2 + r + 1.0f;
   return (vl)((vi)p + (ni << 23));  // p * 2^n
 }
-inline vl relu_keep_nan(vl z) { return z < 0.0f ? vzero() : z; }  // NaN stays NaN
+
+// The products below run on 16-lane chunks of the vectors (one AVX-512 register each; NC chunks per vector) with
+// 8 output accumulators per pass, so wide minibatches (LN = 32, 128) never keep accumulators in memory.
+constexpr int NC = LN / 16;
+constexpr int RC = 8;
+typedef float v16 __attribute__((vector_size(64), aligned(64)));
+inline v16 wmul16(const float* p, v16 x) {
+  if constexpr (NP == 1) {
+    return *p * x;
+  } else {
+    return (v16)splat<16>(p) * x;
+  }
+}
+inline v16 relu16(v16 z) { return z < 0.0f ? v16{} : z; }  // NaN stays NaN
 
 // zT[o] = sum_{i <= in} WA[o][i] * aT[i] (aT[in] = 1: the bias) for o < OUT; hidden layers apply relu
 template <int l, bool HIDDEN>
 inline void forward_layer(const float* __restrict W, const vl* __restrict a, vl* __restrict z) {
   constexpr int I1 = IN(l) + 1, O = OUT(l), R = ROW(l);
-  constexpr int OEND = O - O % RB;
-  for (int o = 0; o < OEND; o += RB) {
-    vl acc[RB];
-    for (int r = 0; r < RB; ++r) acc[r] = vzero();
-    for (int i = 0; i < I1; ++i) {
-      const vl x = a[i];
-      for (int r = 0; r < RB; ++r) acc[r] += wmul(W + (o + r) * R + i * NP, x);
+  constexpr int OEND = O - O % RC;
+  const v16* a16 = reinterpret_cast<const v16*>(a);
+  v16* z16 = reinterpret_cast<v16*>(z);
+  for (int c = 0; c < NC; ++c) {
+    for (int o = 0; o < OEND; o += RC) {
+      v16 acc[RC];
+      for (int r = 0; r < RC; ++r) acc[r] = v16{};
+      for (int i = 0; i < I1; ++i) {
+        const v16 x = a16[i * NC + c];
+        for (int r = 0; r < RC; ++r) acc[r] += wmul16(W + (o + r) * R + i * NP, x);
+      }
+      for (int r = 0; r < RC; ++r) z16[(o + r) * NC + c] = HIDDEN ? relu16(acc[r]) : acc[r];
     }
-    for (int r = 0; r < RB; ++r) z[o + r] = HIDDEN ? relu_keep_nan(acc[r]) : acc[r];
-  }
-  for (int o = OEND; o < O; ++o) {  // a few outputs (the logit): four partial sums, for latency
-    vl acc[4] = {vzero(), vzero(), vzero(), vzero()};
-    int i = 0;
-    for (; i + 4 <= I1; i += 4)
-      for (int k = 0; k < 4; ++k) acc[k] += wmul(W + o * R + (i + k) * NP, a[i + k]);
-    for (; i < I1; ++i) acc[0] += wmul(W + o * R + i * NP, a[i]);
-    const vl s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    z[o] = HIDDEN ? relu_keep_nan(s) : s;
+    for (int o = OEND; o < O; ++o) {  // a few outputs (the logit): four partial sums, for latency
+      v16 acc[4] = {};
+      int i = 0;
+      for (; i + 4 <= I1; i += 4)
+        for (int k = 0; k < 4; ++k) acc[k] += wmul16(W + o * R + (i + k) * NP, a16[(i + k) * NC + c]);
+      for (; i < I1; ++i) acc[0] += wmul16(W + o * R + i * NP, a16[i * NC + c]);
+      const v16 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      z16[o * NC + c] = HIDDEN ? relu16(sum) : sum;
+    }
   }
 }
 
@@ -168,20 +174,26 @@ template <int l>
 inline void backward_data(const float* __restrict W, const vl* __restrict d, const vl* __restrict a,
                           vl* __restrict din) {
   constexpr int I = IN(l), O = OUT(l), R = ROW(l);
-  constexpr int IEND = I - I % RB;
-  for (int i = 0; i < IEND; i += RB) {
-    vl acc[RB];
-    for (int r = 0; r < RB; ++r) acc[r] = vzero();
-    for (int o = 0; o < O; ++o) {
-      const vl x = d[o];
-      for (int r = 0; r < RB; ++r) acc[r] += wmul(W + o * R + (i + r) * NP, x);
+  constexpr int IEND = I - I % RC;
+  const v16* d16 = reinterpret_cast<const v16*>(d);
+  const v16* a16 = reinterpret_cast<const v16*>(a);
+  v16* din16 = reinterpret_cast<v16*>(din);
+  for (int c = 0; c < NC; ++c) {
+    for (int i = 0; i < IEND; i += RC) {
+      v16 acc[RC];
+      for (int r = 0; r < RC; ++r) acc[r] = v16{};
+      for (int o = 0; o < O; ++o) {
+        const v16 x = d16[o * NC + c];
+        for (int r = 0; r < RC; ++r) acc[r] += wmul16(W + o * R + (i + r) * NP, x);
+      }
+      for (int r = 0; r < RC; ++r)
+        din16[(i + r) * NC + c] = a16[(i + r) * NC + c] > 0.0f ? acc[r] : v16{};
     }
-    for (int r = 0; r < RB; ++r) din[i + r] = a[i + r] > 0.0f ? acc[r] : vzero();
-  }
-  for (int i = IEND; i < I; ++i) {
-    vl acc = vzero();
-    for (int o = 0; o < O; ++o) acc += wmul(W + o * R + i * NP, d[o]);
-    din[i] = a[i] > 0.0f ? acc : vzero();
+    for (int i = IEND; i < I; ++i) {
+      v16 acc = v16{};
+      for (int o = 0; o < O; ++o) acc += wmul16(W + o * R + i * NP, d16[o * NC + c]);
+      din16[i * NC + c] = a16[i * NC + c] > 0.0f ? acc : v16{};
+    }
   }
 }
 
@@ -345,11 +357,39 @@ struct Check {
 
 struct Inputs {
   const float* X;
+  const float* XT;  // X transposed, [d][n] (or null): one network per vector gathers its minibatch from it
   int64_t n;
   const float* target;
   const uint8_t* label;
   float x_max;
 };
+
+#if defined(__AVX512F__)
+// 16 x 16 floats: r[j] = row j in, r[c] = column c out (unpack, 4-lane shuffle, two 128-bit lane shuffles)
+inline void transpose16(__m512* r) {
+  __m512 t[16], u[16];
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {
+    u[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  // u[4g + c]: rows 4g..4g+3, 128-bit lane q holding column 4q + c
+  for (int h = 0; h < 2; ++h)
+    for (int c = 0; c < 4; ++c) {
+      t[8 * h + c] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + 4 + c], 0x88);      // columns c, c + 8
+      t[8 * h + 4 + c] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + 4 + c], 0xDD);  // columns c + 4, c + 12
+    }
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+  }
+}
+#endif
 
 class Engine {
  public:
@@ -443,6 +483,44 @@ class Engine {
     constexpr int D = IN(0);
     float* xT = reinterpret_cast<float*>(aT[0]);
     if (bs < BP || !all_slots_full()) std::memset(xT, 0, sizeof(vl) * D);
+    if constexpr (NP == 1) {
+      // one network, a minibatch of up to LN rows: each input unit's row of the vector comes from the transposed
+      // training set, contiguous for the check (rows in order), gathered for a step
+      if (slot[0] >= 0 && in.XT) {
+        const int64_t* rows = rows_of[0];
+        if (!rows) {
+          for (int i = 0; i < D; ++i) std::memcpy(xT + i * LN, in.XT + i * in.n + start, sizeof(float) * bs);
+        } else {
+          int i0 = 0;
+#if defined(__AVX512F__)
+          // whole 16 x 16 blocks (16 rows of the minibatch x 16 inputs), transposed in registers; the rows also
+          // land in the batch-major copy for the update
+          for (; i0 + 16 <= D; i0 += 16)
+            for (int c = 0; c * 16 < bs; ++c) {
+              const int cnt = bs - c * 16 < 16 ? bs - c * 16 : 16;
+              __m512 r[16];
+              for (int j = 0; j < 16; ++j) {
+                r[j] = j < cnt ? _mm512_loadu_ps(in.X + rows[start + c * 16 + j] * D + i0) : _mm512_setzero_ps();
+                if (batch_major && j < cnt) _mm512_storeu_ps(abm[0] + (c * 16 + j) * ROW(0) + i0, r[j]);
+              }
+              transpose16(r);
+              for (int j = 0; j < 16; ++j) _mm512_store_ps(xT + (i0 + j) * LN + c * 16, r[j]);
+            }
+#endif
+          for (int b = 0; b < bs; ++b) {
+            const int64_t r = rows[start + b];
+            for (int i = i0; i < D; ++i) xT[i * LN + b] = in.X[r * D + i];
+            if (batch_major)
+              for (int i = i0; i < D; ++i) abm[0][b * ROW(0) + i] = in.X[r * D + i];
+          }
+          return;
+        }
+        if (batch_major)
+          for (int b = 0; b < bs; ++b)
+            std::memcpy(abm[0] + b * ROW(0), in.X + (start + b) * D, sizeof(float) * D);
+        return;
+      }
+    }
     for (int k = 0; k < NP; ++k) {
       if (slot[k] < 0) {
         if (batch_major)
@@ -636,6 +714,19 @@ class Engine {
       if (out[k].mode > 0 && out[k].rows >= in.n) out[k].done_all = true;
   }
 
+  // (logit > thr) of the slots with dst[k] on every row of `rows` (in order) into dst[k][row]
+  void predict(const Inputs& rows, uint8_t* const* dst, float thr) {
+    for (int64_t start = 0; start < rows.n; start += B_REAL) {
+      const int bs = int(rows.n - start < B_REAL ? rows.n - start : B_REAL);
+      gather(rows, nullptr_rows(), start, bs, false);
+      forward_all<0>();
+      const float* z = reinterpret_cast<const float*>(aT[L]);
+      for (int k = 0; k < NP; ++k)
+        if (dst[k])
+          for (int b = 0; b < bs; ++b) dst[k][start + b] = z[b * NP + k] > thr;
+    }
+  }
+
  private:
   const int64_t* const* nullptr_rows() const {
     static const int64_t* const none[NP] = {};
@@ -649,6 +740,7 @@ struct EpochArgs {
   float* const* W_stack;
   float* const* b_stack;
   const float* X;
+  const float* XT;      // X transposed [d][n], or null
   int64_t n;
   const float* target;
   const uint8_t* label;
@@ -677,6 +769,7 @@ struct TrainArgs {
   float* const* W_stack;
   float* const* b_stack;
   const float* X;
+  const float* XT;         // X transposed [d][n], or null
   int64_t n;
   const float* target;
   const uint8_t* label;
@@ -697,6 +790,13 @@ struct TrainArgs {
   double* loss_out;
   uint8_t* fits_by_sign;
   int64_t* stop_floor;
+  // the recorded function: (logit > label_threshold) on the n_test rows of Xe (XeT: transposed, or null), written
+  // to test_labels [M, n_test] when a run ends (n_test may be 0)
+  const float* Xe;
+  const float* XeT;
+  int64_t n_test;
+  double label_threshold;
+  uint8_t* test_labels;
 };
 
 }  // namespace
@@ -723,7 +823,7 @@ int sgdb_fcn_sgd_epoch(const EpochArgs* a) {
   if (a->batch < 1 || a->batch > B_REAL) return -2;
   Engine e;
   if (!e.init(a->n, a->W_stack, a->b_stack)) return -1;
-  const Inputs in{a->X, a->n, a->target, a->label, float(a->x_max)};
+  const Inputs in{a->X, a->XT, a->n, a->target, a->label, float(a->x_max)};
   const float neg_lr = float(-a->lr);
   int64_t m = a->m_begin;
   while (true) {
@@ -789,7 +889,8 @@ int sgdb_fcn_train(const TrainArgs* a) {
   if (a->batch < 1 || a->batch > B_REAL) return -2;
   Engine e;
   if (!e.init(a->n, a->W_stack, a->b_stack)) return -1;
-  const Inputs in{a->X, a->n, a->target, a->label, float(a->x_max)};
+  const Inputs in{a->X, a->XT, a->n, a->target, a->label, float(a->x_max)};
+  const Inputs test{a->Xe, a->XeT, a->n_test, nullptr, nullptr, 0.0f};
   const float neg_lr = float(-a->lr);
   const float thr = float(a->threshold);
   const int64_t steps = (a->n + a->batch - 1) / a->batch;
@@ -865,6 +966,14 @@ int sgdb_fcn_train(const TrainArgs* a) {
       a->accuracy[m] = double(c[k].correct) / double(a->n);
       a->loss_out[m] = c[k].loss / double(a->n);
       a->fits_by_sign[m] = c[k].sign_correct == a->n;
+    }
+    if (a->n_test > 0) {
+      uint8_t* dst[NP];
+      for (int k = 0; k < NP; ++k) dst[k] = done[k] ? a->test_labels + e.slot[k] * a->n_test : nullptr;
+      e.predict(test, dst, float(a->label_threshold));
+    }
+    for (int k = 0; k < NP; ++k) {
+      if (!done[k]) continue;
       e.store(k);
       refill(k);
     }
