@@ -23,6 +23,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -288,17 +289,46 @@ inline void box_muller_pair(float* a, float* b) {  // box_muller16(a); box_mulle
 }
 #endif
 
-// box_muller16 on `groups` consecutive groups of 16 at d
-inline void box_muller_groups(float* d, int64_t groups) {
+#if defined(__AVX512F__)
+inline __m512 load_pair(const float* a, const float* b) {  // a[0:8] in lanes 0-7, b[0:8] in lanes 8-15
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+}
+inline void store_pair(float* a, float* b, __m512 v) {
+  _mm256_storeu_ps(a, _mm512_castps512_ps256(v));
+  _mm256_storeu_ps(b, _mm512_extractf32x8_ps(v, 1));
+}
+#endif
+
+// box_muller16 on `groups` consecutive groups of 16 uniforms at u, the normals written to d (d may equal u). With
+// AVX-512, in two passes over pairs of groups: first every radius sqrt(-2 log(1 - u1)), written to d's u1 slots
+// (independent iterations, so the long square roots overlap), then every angle and the products — the same
+// operations on every lane as box_muller16, so the same values.
+inline void box_muller_groups(const float* u, float* d, int64_t groups) {
   int64_t g = 0;
 #if defined(__AVX512F__)
-  for (; g + 4 <= groups; g += 4) {  // two independent pairs per iteration
-    box_muller_pair(d + 16 * g, d + 16 * (g + 1));
-    box_muller_pair(d + 16 * (g + 2), d + 16 * (g + 3));
+  const int64_t pairs = groups / 2;
+  for (int64_t q = 0; q < pairs; ++q) {
+    const float* a = u + 32 * q;
+    const __m512 u1 = _mm512_sub_ps(C16(1.0f), load_pair(a, a + 16));
+    float* o = d + 32 * q;
+    store_pair(o, o + 16, _mm512_sqrt_ps(_mm512_mul_ps(C16(-2.0f), log16(u1))));
   }
-  for (; g + 2 <= groups; g += 2) box_muller_pair(d + 16 * g, d + 16 * (g + 1));
+  for (int64_t q = 0; q < pairs; ++q) {
+    float* a = d + 32 * q;
+    const float* b = u + 32 * q;
+    const __m512 radius = load_pair(a, a + 16);
+    const __m512 theta = _mm512_mul_ps(C16(float(2.0f * 3.14159265358979323846)), load_pair(b + 8, b + 24));
+    __m512 sn, cs;
+    sincos16(theta, &sn, &cs);
+    store_pair(a, a + 16, _mm512_fmadd_ps(_mm512_mul_ps(radius, cs), C16(1.0f), _mm512_setzero_ps()));
+    store_pair(a + 8, a + 24, _mm512_fmadd_ps(_mm512_mul_ps(radius, sn), C16(1.0f), _mm512_setzero_ps()));
+  }
+  g = 2 * pairs;
 #endif
-  for (; g < groups; ++g) box_muller16(d + 16 * g);
+  for (; g < groups; ++g) {
+    if (d != u) std::memcpy(d + 16 * g, u + 16 * g, sizeof(float) * 16);
+    box_muller16(d + 16 * g);
+  }
 }
 
 // The normals of one stream of `size` values (torch's tensor size, >= 16), handed out in order, a slice at a time.
@@ -335,8 +365,18 @@ struct NormalStream {
         // pos is at a group start: whole groups straight into dst, or the next group into carry
         int64_t groups = (count < cut - pos ? count : cut - pos) / 16;
         if (groups > 0) {
-          mt_uniforms(mt, dst, groups * 16);
-          box_muller_groups(dst, groups);
+          if (mt.next % 16 == 0) {  // groups lie inside refills (624 = 39 x 16): straight from the generator
+            for (int64_t left = groups; left > 0;) {
+              if (mt.next == MT_N) mt_refill(mt);
+              const int64_t k = std::min<int64_t>(left, (MT_N - mt.next) / 16);
+              box_muller_groups(mt.u + mt.next, dst + 16 * (groups - left), k);
+              mt.next += int(16 * k);
+              left -= k;
+            }
+          } else {
+            mt_uniforms(mt, dst, groups * 16);
+            box_muller_groups(dst, dst, groups);
+          }
           dst += groups * 16; pos += groups * 16; count -= groups * 16;
           carry_at = pos - 16;  // (the last group made, fully handed out)
         } else {
@@ -431,13 +471,16 @@ inline void dense_cols(const float* W, const float* b, const float* h, float* ou
   }
 }
 
+// the hidden layers on the R rows in h (tmp: a second buffer, the two used in turn); returns the buffer holding the
+// last hidden layer
 template <int l>
-inline void hidden_layers(const float* p, float* h, float* tmp, float sw, float sb) {
+inline float* hidden_layers(const float* p, float* h, float* tmp, float sw, float sb) {
   if constexpr (l < NL - 1) {
     constexpr int IN = kDims[l], OUT = kDims[l + 1];
     dense_cols<IN, OUT, 0>(p, p + IN * OUT, h, tmp, sw / std::sqrt(float(IN)), sb);
-    std::memcpy(h, tmp, sizeof(float) * R * OUT);
-    hidden_layers<l + 1>(p + IN * OUT + OUT, h, tmp, sw, sb);
+    return hidden_layers<l + 1>(p + IN * OUT + OUT, tmp, h, sw, sb);
+  } else {
+    return h;
   }
 }
 
@@ -453,25 +496,32 @@ FUSED inline bool rejects(const float* p, const float* x, const uint8_t* y, int 
   alignas(64) float tmp[R * WMAX];
   std::memset(h, 0, sizeof(h));
   std::memcpy(h, x, sizeof(float) * rows * kDims[0]);
-  hidden_layers<0>(p, h, tmp, sw, sb);
+  const float* hl = hidden_layers<0>(p, h, tmp, sw, sb);
   constexpr int IN = kDims[NL - 1];
   const float* w = p + readout_offset();
   const float bias = w[IN];
   const float alpha = sw / std::sqrt(float(IN));
+  float wp[8] = {};  // |w|^2 in 8 partial sums (a bound, not bit-exact: any order will do)
+  {
+    int i = 0;
+    for (; i + 8 <= IN; i += 8)
+      for (int j = 0; j < 8; ++j) wp[j] = std::fma(w[i + j], w[i + j], wp[j]);
+    for (; i < IN; ++i) wp[0] = std::fma(w[i], w[i], wp[0]);
+  }
   float wn = 0.0f;
-  for (int i = 0; i < IN; ++i) wn = std::fma(w[i], w[i], wn);
+  for (int j = 0; j < 8; ++j) wn += wp[j];
   wn = std::sqrt(wn);
   for (int r = 0; r < rows; ++r) {
     float acc[8] = {}, hn[8] = {};
     int i = 0;
     for (; i + 8 <= IN; i += 8)
       for (int j = 0; j < 8; ++j) {
-        acc[j] = std::fma(h[r * IN + i + j], w[i + j], acc[j]);
-        hn[j] = std::fma(h[r * IN + i + j], h[r * IN + i + j], hn[j]);
+        acc[j] = std::fma(hl[r * IN + i + j], w[i + j], acc[j]);
+        hn[j] = std::fma(hl[r * IN + i + j], hl[r * IN + i + j], hn[j]);
       }
     for (; i < IN; ++i) {
-      acc[0] = std::fma(h[r * IN + i], w[i], acc[0]);
-      hn[0] = std::fma(h[r * IN + i], h[r * IN + i], hn[0]);
+      acc[0] = std::fma(hl[r * IN + i], w[i], acc[0]);
+      hn[0] = std::fma(hl[r * IN + i], hl[r * IN + i], hn[0]);
     }
     float s = 0.0f, n2 = 0.0f;
     for (int j = 0; j < 8; ++j) { s += acc[j]; n2 += hn[j]; }
@@ -512,7 +562,7 @@ void sgdb_normal_fill_many(const uint64_t* seeds, int64_t m, float* out, int64_t
 int64_t sgdb_prior_filter(uint64_t seed, int64_t block, int64_t n_keep, const float* x_s, const uint8_t* y_s,
                           int64_t n_s, int64_t n_first, float sigma_w, float sigma_b, float margin, int64_t* idx,
                           float* params) {
-  constexpr int NB = 16;  // networks per slice of the stream
+  constexpr int NB = 8;  // networks per slice of the stream
   float* buf = static_cast<float*>(std::aligned_alloc(64, ((sizeof(float) * NB * P + 63) / 64) * 64));
   if (!buf) return -1;
   NormalStream st;
