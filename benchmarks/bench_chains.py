@@ -1,7 +1,8 @@
 """Vectorised constant-SGD chains (one tensor, own minibatches) vs a Python loop of single chains doing the same work.
 
 Workload: Bayesian linear regression on scikit-learn diabetes (N = 442, D = 10), minibatch S = 10, constant ε*;
-M chains × T steps either as one ``run_chains`` call or as M calls with one chain each. Target: ≥ 20× on 2 cores.
+M chains × T steps either as one call of the driver (:func:`sgdbayes.ou.driver.run`) or as M calls with one chain
+each. Target: ≥ 20× on 2 cores.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import time
 
 from sgdbayes.data.tabular import load_tabular
-from sgdbayes.ou.chains import run_chains, sgd
+from sgdbayes.ou.driver import run as run_chains
 from sgdbayes.ou.models import LinearRegression
+from sgdbayes.ou.samplers import sgd
 from sgdbayes.ou.theory import optimal_learning_rate
 
 
@@ -22,11 +24,11 @@ def run(ctx) -> list[dict]:
     M, T = (200, 50) if ctx.quick else (1000, 200)
 
     def vec():
-        return run_chains(model, sgd(eps, 10), n_chains=M, n_steps=T, init=mode, seed=0, keep_samples=False)
+        return run_chains(model, sgd(eps, 10), n_chains=M, n_steps=T, init=mode, seed=0)
 
     def loop():
         for m in range(M):
-            run_chains(model, sgd(eps, 10), n_chains=1, n_steps=T, init=mode, seed=m, keep_samples=False)
+            run_chains(model, sgd(eps, 10), n_chains=1, n_steps=T, init=mode, seed=m)
 
     vec()
     t0 = time.perf_counter()

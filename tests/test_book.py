@@ -96,6 +96,23 @@ def test_second_build_executes_nothing(smoke_book):
     assert len(executed) == 1, f"only the report should re-execute, got:\n{proc.stdout}"  # the report always runs
 
 
+def test_two_runs_with_the_same_seed_write_identical_results(smoke_book, tmp_path_factory):
+    """Every chapter's results file is identical byte for byte when the smoke book runs again from scratch on this
+    CPU (a second copy, caching off, so nothing is read back from the first run)."""
+    again = tmp_path_factory.mktemp("book-again") / "project"
+    shutil.copytree(smoke_book, again, ignore=shutil.ignore_patterns("_build", "*.ipynb", "__pycache__"))
+    env = {**_book_env(again), "SGDBAYES_CACHE": "off"}
+    proc = subprocess.run([sys.executable, "-m", "sgdbayes.cli", "book", "--profile", "smoke", "--quiet", "--no-html"],
+                          cwd=again, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"second smoke run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    first = sorted(p.name for p in (smoke_book / "_build" / "results").glob("*.json"))
+    second = sorted(p.name for p in (again / "_build" / "results").glob("*.json"))
+    assert first == second and len(first) >= 4
+    differ = [name for name in first if (smoke_book / "_build" / "results" / name).read_bytes()
+              != (again / "_build" / "results" / name).read_bytes()]
+    assert not differ, f"results differ between two runs with the same seed: {differ}"
+
+
 @pytest.fixture(scope="session")
 def server(smoke_book):
     class Quiet(http.server.SimpleHTTPRequestHandler):

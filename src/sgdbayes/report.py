@@ -105,18 +105,18 @@ EXPECTED: tuple[Expected, ...] = (
     _m("mnist-fcn", "MNIST, FCN",
        "On MNIST, P_SGD(f|S) of an FCN tracks P_B(f|S) (95 distinct functions, top-1 0.696, top-10 0.984, "
        "test error ≈ 2.2%).",
-       "|S| = 10⁴, |E| = 100, FCN 2×784, σ_w = 1, σ_b = 0.0357, MSE, batch 32, +64 epochs"),
+       "|S| = 10⁴, |E| = 100, FCN 2×784, σ_w = 1, σ_b = 0.0357, MSE, batch 32, +64 epochs", chapter="function_probability_images"),
     _m("fashion-mnist", "Fashion-MNIST",
-       "The same agreement on Fashion-MNIST (FCN and CNN).", "|S| = 10⁴, |E| = 100 (unverified)"),
+       "The same agreement on Fashion-MNIST (FCN and CNN).", "|S| = 10⁴, |E| = 100 (unverified)", chapter="function_probability_images"),
     _m("cifar10", "CIFAR-10",
-       "The same agreement on CIFAR-10 with convolutional networks (CNN-GP kernel).", "CIFAR-10, CNN (unverified)"),
+       "The same agreement on CIFAR-10 with convolutional networks (CNN-GP kernel).", "CIFAR-10, CNN (unverified)", chapter="function_probability_images"),
     _m("imdb-lstm", "IMDb, LSTM",
        "The same agreement for an LSTM on IMDb sentiment, with an empirical (Monte-Carlo) NNGP kernel.",
-       "|S| = 45,000, |E| = 50"),
+       "|S| = 45,000, |E| = 50", chapter="function_probability_images"),
     _m("ionosphere", "Ionosphere",
-       "The same agreement on the UCI Ionosphere data set.", "UCI Ionosphere, FCN"),
+       "The same agreement on the UCI Ionosphere data set.", "UCI Ionosphere, FCN", chapter="function_probability_images"),
     _m("critical-sample-ratio", "P_B and complexity, images",
-       "For images, P_B(f|S) falls with the critical sample ratio of f.", "MNIST / CIFAR-10"),
+       "For images, P_B(f|S) falls with the critical sample ratio of f.", "MNIST / CIFAR-10", chapter="function_probability_images"),
     # --- Chaudhari & Soatto (ICLR 2018)
     _c("noise-spectrum-mnist", "Table (λ(D), MNIST)",
        "The gradient-noise covariance D is highly non-isotropic and low rank: small-lenet (0.3 ± 2.11)×10⁻³, rank "
@@ -149,6 +149,9 @@ EXPECTED: tuple[Expected, ...] = (
     _c("trajectory-grad-norm", "Trajectory figure (gradient norm)",
        "The full-gradient norm stays large, dropping only ≈3× over 10⁵ epochs: SGD does not settle at a critical "
        "point.", "tiny-fc, 10⁵ epochs"),
+    _c("critical-points", "Remark (critical points of Φ)",
+       "The critical points of Φ move away from those of f as the temperature β⁻¹ grows (non-isotropic noise).",
+       "argument; double well and a 1-D SGD diffusion here"),
     _c("local-entropy", "Local entropy",
        "Local entropy, the loss smoothed in the exponent, favours wide minima.", "argument"),
     # --- Mandt, Hoffman & Blei (JMLR 2017)

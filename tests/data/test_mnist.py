@@ -284,3 +284,53 @@ def test_empty_test_set_is_allowed():
     split = load_mnist_subset(20, 0, seed=1)
     assert split.x_test.shape == (0, 784) and split.y_test.shape == (0,)
     assert split.x_train.shape == (20, 784)
+
+
+def cifar100_tarball(path, n_train=5, n_test=3, seed=0):
+    """A CIFAR-100 'python version' archive in the real layout; returns (x_tr, fine_tr, coarse_tr, x_te, fine_te)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, n in (("train", n_train), ("test", n_test)):
+            data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+            fine, coarse = rng.integers(0, 100, n).tolist(), rng.integers(0, 20, n).tolist()
+            blob = pickle.dumps({b"filenames": [b"x"] * n, b"fine_labels": fine, b"coarse_labels": coarse,
+                                 b"data": data})
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+            out[name] = (data.reshape(n, 3, 32, 32), np.array(fine), np.array(coarse))
+    return out
+
+
+def test_read_cifar100(tmp_path):
+    from sgdbayes.data import read_cifar100
+
+    truth = cifar100_tarball(tmp_path / "c.tar.gz")
+    x_tr, y_tr, x_te, y_te = read_cifar100(tmp_path / "c.tar.gz")
+    np.testing.assert_array_equal(x_tr, truth["train"][0])
+    np.testing.assert_array_equal(y_tr, truth["train"][1])
+    np.testing.assert_array_equal(x_te, truth["test"][0])
+    np.testing.assert_array_equal(y_te, truth["test"][1])
+    _, coarse, _, _ = read_cifar100(tmp_path / "c.tar.gz", labels="coarse")
+    np.testing.assert_array_equal(coarse, truth["train"][2])
+    with pytest.raises(ValueError, match="labels must be 'fine' or 'coarse'"):
+        read_cifar100(tmp_path / "c.tar.gz", labels="both")
+
+
+def test_a_cifar_pickle_that_calls_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
+
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as tar:
+        blob = pickle.dumps({b"data": Boom(), b"labels": []})
+        for i in range(1, 6):
+            info = tarfile.TarInfo(f"cifar-10-batches-py/data_batch_{i}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(ValueError, match="refusing to load builtins.exec"):
+        read_cifar10(tmp_path / "evil.tar.gz")
+    assert not marker.exists()

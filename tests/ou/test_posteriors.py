@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sgdbayes.ou.models import LinearRegression, LogisticRegression, SoftmaxRegression
-from sgdbayes.ou.posteriors import bbvi, laplace_posterior, linear_regression_posterior, nuts_samples
+from sgdbayes.ou.posteriors import bbvi, laplace_posterior, nuts
 from sgdbayes.ou.theory import gaussian_kl
 from sgdbayes.ou.vem import map_estimate, vem_prior_precision
 
@@ -18,20 +18,21 @@ def _linear(n=200, d=3, seed=0):
 
 def test_exact_linear_posterior_against_naive():
     X, y = _linear()
-    mean, cov = linear_regression_posterior(X, y, noise_var=0.25, prior_precision=2.0)
+    model = LinearRegression(X, y, noise_var=0.25, prior_precision=2.0)
+    mean, cov = model.posterior()
     prec = X.T @ X / 0.25 + 2.0 * np.eye(3)
     np.testing.assert_allclose(cov, np.linalg.inv(prec), rtol=1e-10)
     np.testing.assert_allclose(mean, np.linalg.inv(prec) @ X.T @ y / 0.25, rtol=1e-10)
-    m2, c2 = laplace_posterior(LinearRegression(X, y, noise_var=0.25, prior_precision=2.0))
+    m2, c2 = laplace_posterior(model)
     np.testing.assert_allclose(m2, mean, rtol=1e-8)
     np.testing.assert_allclose(c2, cov, rtol=1e-8)
     with pytest.raises(ValueError, match="NaN"):
-        linear_regression_posterior(np.where(X > 2, np.nan, X), y)
+        LinearRegression(np.where(X > 2, np.nan, X), y)
 
 
 def test_bbvi_recovers_exact_linear_posterior():
     X, y = _linear(n=100, d=2)
-    mean, cov = linear_regression_posterior(X, y)
+    mean, cov = LinearRegression(X, y).posterior()
     q = bbvi(LinearRegression(X, y), family="full", n_steps=1200, lr=0.03, n_mc=32, seed=0)
     assert gaussian_kl(mean, cov, q.mean, q.cov) < 0.02
     # mean-field: the exact KL(q‖p) optimum has q's precision = diag of the posterior precision
@@ -46,7 +47,9 @@ def test_nuts_matches_laplace_on_well_determined_logistic():
     y = (rng.random(400) < 1 / (1 + np.exp(-X @ np.array([1.0, -0.5])))).astype(float)
     model = LogisticRegression(X, y)
     m, c = laplace_posterior(model)
-    d = nuts_samples(model, num_samples=300, warmup=150, seed=0)
+    r = nuts(model, num_samples=300, warmup=150, seed=0, max_tree_depth=8)
+    d = r.draws
+    assert np.all(np.diff(r.gradients) >= 1)                       # every draw costs at least one gradient
     sd = np.sqrt(np.diag(c))
     assert np.all(np.abs(d.mean(0) - m) < 0.3 * sd)                 # N = 400: Laplace nearly exact
     np.testing.assert_allclose(np.sqrt(np.diag(np.cov(d.T))), sd, rtol=0.2)

@@ -159,3 +159,41 @@ def test_bad_inputs():
         LinearSDE(F=np.eye(2), D=np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match="stable"):
         LinearSDE(F=-np.eye(2), D=np.eye(2))
+
+
+def test_equilibrium_control_has_the_stationary_variance_and_no_circulation():
+    """Without momentum one mode is an AR(1), z' = (1 − ηλ) z + η√(λc) ξ, stationary variance η²λc / (1 − (1 − ηλ)²);
+    in weight space the lagged cross-covariance of a reversible process is symmetric, C_ij(τ) = C_ji(τ)."""
+    from sgdbayes.sde import reversible_control
+
+    lam = np.array([[2.0, 0.5]] * 400)
+    vec = np.tile(np.array([[0.6, -0.8], [0.8, 0.6]])[None], (400, 1, 1))
+    eta, c = 0.1, 0.05
+    w = reversible_control(lam, vec, lr=np.full(300, eta), momentum=0.0, noise_factor=c, steps_per_epoch=1, seed=0)
+    z = np.einsum("trd,rdk->trk", w[100:], vec)  # back to the eigen-coordinates
+    for k in range(2):
+        lk = lam[0, k]
+        theory = eta**2 * lk * c / (1 - (1 - eta * lk) ** 2)
+        emp = z[..., k].var()
+        assert abs(emp / theory - 1) < 0.05, (k, emp, theory)
+    x, y = w[100:-5, :, 0], w[100:-5, :, 1]
+    x5, y5 = w[105:, :, 0], w[105:, :, 1]
+    asym = (x5 * y).mean() - (y5 * x).mean()
+    scale = np.sqrt((x**2).mean() * (y**2).mean())
+    assert abs(asym) < 0.02 * scale
+    with pytest.raises(ValueError, match="eigenvalues"):
+        reversible_control(lam[:, :1], vec, lr=np.ones(2), momentum=0.0, noise_factor=c, steps_per_epoch=1)
+
+
+def test_low_frequency_power_and_band_fraction_for_white_noise():
+    from sgdbayes.sde import low_frequency_power, moving_coordinates, outside_band_fraction
+
+    w = brownian_motion(4001, 30, scale=0.3, seed=2)
+    f, m, _ = increment_spectrum(w)
+    assert abs(low_frequency_power(f, m, 0.05) - 1) < 0.1
+    acf = autocorrelation(np.diff(w, axis=0), 40)
+    assert outside_band_fraction(acf, white_noise_band(4000)) < 0.03
+    frozen = np.concatenate([w, 1 + 1e-9 * np.cumsum(np.ones((4001, 2)), axis=0)], axis=1)
+    assert moving_coordinates(frozen).sum() == 30
+    with pytest.raises(ValueError, match="no frequency"):
+        low_frequency_power(f, m, 1e-6)

@@ -21,10 +21,12 @@ from sgdbayes.data.images import (
     DATASETS,
     image_arrays,
     load_cifar10,
+    load_cifar100,
     load_fashion_mnist,
     load_image_dataset,
     load_mnist,
     read_cifar10,
+    read_cifar100,
     read_idx,
 )
 from sgdbayes.data.mnist import MNIST_SUBSET_SIZE, Split, binarize_labels, load_mnist_subset, mnist_subset_arrays
@@ -33,8 +35,8 @@ __all__ = [
     # mnist subset
     "MNIST_SUBSET_SIZE", "Split", "binarize_labels", "load_mnist_subset", "mnist_subset_arrays",
     # full image data sets
-    "DATASETS", "image_arrays", "load_cifar10", "load_fashion_mnist", "load_image_dataset", "load_mnist",
-    "read_cifar10", "read_idx",
+    "DATASETS", "image_arrays", "load_cifar10", "load_cifar100", "load_fashion_mnist", "load_image_dataset", "load_mnist",
+    "read_cifar10", "read_cifar100", "read_idx",
     # Boolean system
     "NAMED_TARGETS", "BooleanSplit", "boolean_inputs", "boolean_split", "boolean_target", "lz76_words",
     "lz_complexity", "random_target_with_lz",

@@ -1,10 +1,11 @@
-"""Full image data sets, downloaded once and checked: MNIST, Fashion-MNIST, CIFAR-10.
+"""Full image data sets, downloaded once and checked: MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100.
 
 The files, URLs and MD5 checksums are the canonical ones (the same lists torchvision uses). Downloads go through
 :func:`sgdbayes.data.download.fetch`: cache first, checksum checked, and offline a
 :class:`~sgdbayes.data.download.DatasetUnavailableError` that lists every file the data set needs and where to put
-it by hand. The files are parsed here (IDX for the MNISTs, the "python version" pickles for CIFAR-10), so torchvision
-is not needed.
+it by hand. The files are parsed here (IDX for the MNISTs, the "python version" pickles for CIFAR), so torchvision is
+not needed. The CIFAR pickles are read by an unpickler that can build only numpy arrays and plain containers
+(:class:`_ArrayUnpickler`): even a file that passed its checksum cannot run code when it is read.
 
 As in Mingard et al., S is a random ``n_train``-subset of the official training split (seeded) and E the first
 ``n_test`` points of the official test split (``test="random"`` draws them at random instead); pixels are divided by
@@ -34,10 +35,12 @@ __all__ = [
     "DATASETS",
     "image_arrays",
     "load_cifar10",
+    "load_cifar100",
     "load_fashion_mnist",
     "load_image_dataset",
     "load_mnist",
     "read_cifar10",
+    "read_cifar100",
     "read_idx",
 ]
 
@@ -51,7 +54,7 @@ class ImageSource:
     folder: str
     mirrors: tuple[str, ...]
     files: dict[str, tuple[str, str]]
-    kind: str  # "idx" or "cifar10"
+    kind: str  # "idx", "cifar10" or "cifar100"
 
 
 DATASETS: dict[str, ImageSource] = {
@@ -87,6 +90,13 @@ DATASETS: dict[str, ImageSource] = {
         files={"archive": ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")},
         kind="cifar10",
     ),
+    "cifar100": ImageSource(
+        name="CIFAR-100",
+        folder="cifar100",
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        files={"archive": ("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85")},
+        kind="cifar100",
+    ),
 }
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT"); multi-byte values are big-endian.
@@ -95,6 +105,53 @@ _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = ("test_batch",)
+_CIFAR100_DIR = "cifar-100-python"
+
+# what a CIFAR "python version" pickle may construct: numpy arrays (old and new module paths) and dtypes
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays, dtypes and builtin containers and refuses every other global, so a
+    pickle cannot call arbitrary code (``os.system``, ``exec``, ...) while it is read."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed here")
+
+
+def _load_array_pickle(fh) -> object:
+    return _ArrayUnpickler(fh, encoding="bytes").load()
+
+
+def _cifar_member(tar: tarfile.TarFile, member: str, archive: Path, what: str) -> dict:
+    try:
+        fh = tar.extractfile(member)
+    except KeyError:
+        fh = None
+    if fh is None:
+        raise ValueError(f"{archive} has no file {member}; is it the {what} 'python version' archive?")
+    blob = _load_array_pickle(fh)
+    if not isinstance(blob, dict):
+        raise ValueError(f"{member} in {archive} does not hold a dict")
+    return blob
+
+
+def _cifar_rows(blob: dict, label_key: bytes, member: str, archive: Path, n_classes: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    data = np.asarray(blob.get(b"data"), dtype=np.uint8)
+    labels = np.asarray(blob.get(label_key), dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or data.shape[0] != labels.shape[0]:
+        raise ValueError(f"{member} in {archive}: data {data.shape} and labels {labels.shape} do not match the "
+                         "CIFAR layout [n, 3072] / [n]")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{member} in {archive}: labels outside 0..{n_classes - 1}")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -128,25 +185,9 @@ def read_cifar10(archive: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     archive = Path(archive)
 
     def batches(tar: tarfile.TarFile, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for name in names:
-            member = f"{_CIFAR_DIR}/{name}"
-            try:
-                fh = tar.extractfile(member)
-            except KeyError:
-                fh = None
-            if fh is None:
-                raise ValueError(f"{archive} has no file {member}; is it the CIFAR-10 'python version' archive?")
-            # The archive's checksum was verified before we get here; pickle is the format the data set ships in.
-            blob = pickle.load(fh, encoding="bytes")  # noqa: S301
-            data = np.asarray(blob[b"data"], dtype=np.uint8)
-            labels = np.asarray(blob[b"labels"], dtype=np.int64)
-            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-                raise ValueError(f"{member} in {archive}: data {data.shape} and labels {labels.shape} do not match "
-                                 "the CIFAR-10 layout [n, 3072] / [n]")
-            xs.append(data.reshape(-1, 3, 32, 32))
-            ys.append(labels)
-        return np.concatenate(xs), np.concatenate(ys)
+        parts = [_cifar_rows(_cifar_member(tar, f"{_CIFAR_DIR}/{name}", archive, "CIFAR-10"), b"labels",
+                             f"{_CIFAR_DIR}/{name}", archive, 10) for name in names]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -157,9 +198,31 @@ def read_cifar10(archive: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     return x_train, y_train, x_test, y_test
 
 
+def read_cifar100(archive: str | os.PathLike, *, labels: str = "fine"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse ``cifar-100-python.tar.gz``: ``(x_train [50000, 3, 32, 32] uint8, y_train [50000] int64, x_test,
+    y_test)``; the files ``train`` and ``test`` hold ``data`` in CIFAR-10's layout and ``fine_labels`` (0..99) and
+    ``coarse_labels`` (0..19): ``labels="fine"`` or ``"coarse"`` picks one."""
+    if labels not in ("fine", "coarse"):
+        raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
+    archive = Path(archive)
+    key, n_classes = (b"fine_labels", 100) if labels == "fine" else (b"coarse_labels", 20)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            out = []
+            for part in ("train", "test"):
+                member = f"{_CIFAR100_DIR}/{part}"
+                out.extend(_cifar_rows(_cifar_member(tar, member, archive, "CIFAR-100"), key, member, archive,
+                                       n_classes))
+    except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{archive} is not a readable CIFAR-100 archive ({err})") from err
+    return out[0], out[1], out[2], out[3]
+
+
 def _source(dataset: str) -> ImageSource:
     key = dataset.strip().lower().replace("_", "-")
-    key = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
+    key = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
+           "cifar-100": "cifar100"}.get(key, key)
     if key not in DATASETS:
         raise ValueError(f"unknown image data set {dataset!r}; allowed: {', '.join(DATASETS)}")
     return DATASETS[key]
@@ -198,8 +261,10 @@ def _arrays_cached(key: str, root: str) -> tuple[np.ndarray, np.ndarray, np.ndar
                                  "expected [n, H, W] uint8 and [n]")
         x_train, x_test = x_train[:, None], x_test[:, None]
         y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
-    else:
+    elif source.kind == "cifar10":
         x_train, y_train, x_test, y_test = read_cifar10(paths["archive"])
+    else:
+        x_train, y_train, x_test, y_test = read_cifar100(paths["archive"])
     for a in (x_train, y_train, x_test, y_test):
         a.flags.writeable = False
     return x_train, y_train, x_test, y_test
@@ -226,7 +291,8 @@ def load_image_dataset(
     device: str | torch.device = "cpu",
     cache_dir: str | os.PathLike | None = None,
 ) -> Split:
-    """S and E from a full image data set (``"mnist"``, ``"fashion-mnist"`` or ``"cifar10"``).
+    """S and E from a full image data set (``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` or ``"cifar100"``, whose
+    labels are the 100 fine classes).
 
     Args:
         n_train: |S|, drawn without replacement from the official training split with ``default_rng(seed)``
@@ -275,3 +341,9 @@ def load_fashion_mnist(n_train: int | None = None, n_test: int | None = None, **
 def load_cifar10(n_train: int | None = None, n_test: int | None = None, **kwargs) -> Split:
     """CIFAR-10 (50,000 / 10,000, 3×32×32); see :func:`load_image_dataset`."""
     return load_image_dataset("cifar10", n_train, n_test, **kwargs)
+
+
+def load_cifar100(n_train: int | None = None, n_test: int | None = None, **kwargs) -> Split:
+    """CIFAR-100 (50,000 / 10,000, 3×32×32, 100 fine classes); see :func:`load_image_dataset` (``binarize=False``
+    keeps the 100 classes)."""
+    return load_image_dataset("cifar100", n_train, n_test, **kwargs)

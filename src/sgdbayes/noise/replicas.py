@@ -79,31 +79,31 @@ def train_replicas(x: torch.Tensor, y: torch.Tensor, *, lr: float | list[float],
         raise ValueError(f"lr must be > 0, one value or one per replica ({replicas}); got {lr}")
     c = int(n_classes or int(y.max()) + 1)
     gen = make_generator(seed, device=x.device)
-    params = [p.requires_grad_() for p in _init(replicas, n_in, hidden, c, gen, x.device, x.dtype)]
+    params = _init(replicas, n_in, hidden, c, gen, x.device, x.dtype)
     d = n_in * hidden + hidden + hidden * c + c
     per_epoch = n // batch_size
     rec_steps, losses, errs, gnorms, ws = [], [], [], [], []
+    y1h = F.one_hot(y, c).to(x.dtype)
     xs = x.unsqueeze(0).expand(replicas, n, n_in)
+    ys = y1h.unsqueeze(0).expand(replicas, n, c)
+    lr_view = lrs.view(-1, 1, 1)
 
     def record(k: int) -> None:
-        out = _forward(params, xs)
-        loss = F.cross_entropy(out.reshape(-1, c), y.repeat(replicas), reduction="none").reshape(replicas, n).mean(1)
+        loss, g = _mean_loss_and_grads(params, xs, ys)
         if not torch.isfinite(loss).all():
             bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
             raise FloatingPointError(f"replicas {bad} diverged (loss NaN/inf) by step {k}; lower lr {lrs[bad].tolist()}")
-        g = torch.autograd.grad(loss.sum(), params)
         gn = torch.sqrt(sum((gi.reshape(replicas, -1) ** 2).sum(1) for gi in g) / d)
-        with torch.no_grad():
-            rec_steps.append(k)
-            losses.append(loss.detach().cpu().numpy())
-            gnorms.append(gn.cpu().numpy())
-            if x_test is not None:
-                ot = _forward(params, x_test.unsqueeze(0).expand(replicas, *x_test.shape))
-                errs.append((ot.argmax(-1) != y_test).float().mean(1).cpu().numpy())
-            else:
-                errs.append(np.full(replicas, np.nan))
-            if record_weights:
-                ws.append(torch.cat([p.detach().reshape(replicas, -1) for p in params], 1).cpu().numpy())
+        rec_steps.append(k)
+        losses.append(loss.cpu().numpy())
+        gnorms.append(gn.cpu().numpy())
+        if x_test is not None:
+            ot = _forward(params, x_test.unsqueeze(0).expand(replicas, *x_test.shape))
+            errs.append((ot.argmax(-1) != y_test).float().mean(1).cpu().numpy())
+        else:
+            errs.append(np.full(replicas, np.nan))
+        if record_weights:
+            ws.append(torch.cat([p.reshape(replicas, -1) for p in params], 1).cpu().numpy())
 
     record(0)
     perm = None
@@ -115,14 +115,151 @@ def train_replicas(x: torch.Tensor, y: torch.Tensor, *, lr: float | list[float],
             if j == 0:
                 perm = torch.rand(replicas, n, generator=gen, device=x.device).argsort(dim=1)
             idx = perm[:, j * batch_size:(j + 1) * batch_size]
-        xb = x[idx]
-        out = _forward(params, xb)
-        loss = F.cross_entropy(out.reshape(-1, c), y[idx].reshape(-1), reduction="sum") / batch_size
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.sub_(lrs.view(-1, 1, 1) * g)
+        _, grads = _mean_loss_and_grads(params, x[idx], y1h[idx])
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(lr_view * g)
         if k % record_every == 0:
             record(k)
     return ReplicaRun(steps=np.asarray(rec_steps), train_loss=np.stack(losses), test_error=np.stack(errs),
                       grad_norm=np.stack(gnorms), weights=np.stack(ws) if record_weights else None, d=d)
+
+
+def log_softmax_last(t: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the last axis, written out: on the CPU, torch's kernel took 5-10× longer for the few
+    classes of these networks (last axis of 5 or 10) than these four operations."""
+    z = t - t.amax(-1, keepdim=True)
+    return z - z.exp().sum(-1, keepdim=True).log()
+
+
+def _mean_loss_and_grads(params, x, y1h, grads: bool = True):
+    """Mean cross-entropy per replica ``[R]`` of :func:`_forward` on ``x [R, B, n_in]`` (one-hot targets
+    ``y1h [R, B, C]``) and its gradients (``None`` unless ``grads``), by hand (the same numbers as autograd;
+    tested)."""
+    w1, b1, w2, b2 = params
+    bsz = x.shape[1]
+    z = torch.baddbmm(b1, x, w1)
+    a = torch.relu(z)
+    logp = log_softmax_last(torch.baddbmm(b2, a, w2))
+    loss = -(logp * y1h).sum((1, 2)) / bsz
+    if not grads:
+        return loss, None
+    dout = (logp.exp() - y1h) / bsz
+    dz = torch.bmm(dout, w2.transpose(1, 2)) * (z > 0)
+    return loss, [torch.bmm(x.transpose(1, 2), dz), dz.sum(1, keepdim=True), torch.bmm(a.transpose(1, 2), dout),
+                  dout.sum(1, keepdim=True)]
+
+
+def coupled_batches(n: int, b: int, replicas: int, gen: torch.Generator, device=None) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """One mini-batch per replica drawn **with** replacement (``[R, b]``, ``b`` uniform draws) and one **without**
+    (``[R, b]``, ``b`` distinct indices), coupled to overlap as much as possible: the second holds every distinct
+    index of the first, filled up with indices drawn uniformly from the rest.
+
+    Each is exactly distributed as its scheme requires: the first is ``b`` independent uniform draws, and the second,
+    always ``b`` distinct indices whose law is invariant under any permutation of ``0..N−1``, is a uniform simple
+    random sample. The coupling only makes the two SGD paths share most of their noise, so that their difference is
+    measured with far less Monte-Carlo error than with independent draws.
+    """
+    if not 1 <= b <= n:
+        raise ValueError(f"batch size b must be in [1, N = {n}], got {b}")
+    dev = device if device is not None else gen.device
+    with_idx = torch.randint(n, (replicas, b), generator=gen, device=dev)
+    marked = torch.zeros(replicas, n, device=dev, dtype=torch.float64)
+    marked.scatter_(1, with_idx, 1.0)
+    keys = torch.rand(replicas, n, generator=gen, device=dev, dtype=torch.float64) - 2.0 * marked
+    return with_idx, keys.argsort(dim=1)[:, :b]
+
+
+@dataclass(frozen=True)
+class SchemeRun:
+    """Full-data mean cross-entropy of paired runs ``loss[scheme] [n_rec, R]`` at ``steps [n_rec]`` for the schemes
+    ``"with"`` (replacement), ``"without"`` and ``"full"`` (full-batch gradient descent), all from the same
+    ``R`` initialisations; ``start_weights [R, d]`` (after the pretraining) and ``final_weights[scheme] [R, d]``
+    (W1, b1, W2, b2 flattened, W as ``[in, out]``)."""
+
+    steps: np.ndarray
+    loss: dict[str, np.ndarray]
+    start_weights: np.ndarray
+    final_weights: dict[str, np.ndarray]
+    hidden: int
+    n_classes: int
+
+
+def train_schemes(x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: int, steps: int, replicas: int,
+                  hidden: int = 16, pretrain_steps: int = 0, pretrain_lr: float | None = None, record_every: int = 10,
+                  seed: int = 0) -> SchemeRun:
+    """``replicas`` MLPs ``in → hidden → classes``, first trained by full-batch gradient descent for
+    ``pretrain_steps`` steps at ``pretrain_lr`` (default ``lr``) so that all runs start in the same basin, near a
+    minimum, then each continued three
+    times from that point by plain SGD with mini-batches drawn with and without replacement (coupled by
+    :func:`coupled_batches`) and with the full batch. One batched pass per step trains all ``3R`` networks; the
+    full-data loss is recorded every ``record_every`` steps (and at step 0 of the continuation)."""
+    if x.dim() != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be [N, features] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}")
+    n, n_in = x.shape
+    if not 1 <= batch_size < n:
+        raise ValueError(f"batch_size must be in [1, N) = [1, {n}) (b = N has no noise without replacement), got "
+                         f"{batch_size}")
+    if not lr > 0 or steps < 1 or replicas < 2 or record_every < 1:
+        raise ValueError(f"need lr > 0, steps >= 1, replicas >= 2, record_every >= 1; got {lr}, {steps}, {replicas}, "
+                         f"{record_every}")
+    c = int(y.max()) + 1
+    gen = make_generator(seed, device=x.device)
+    if pretrain_steps < 0:
+        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
+    init = _init(replicas, n_in, hidden, c, gen, x.device, x.dtype)
+    r = replicas
+    y1h = F.one_hot(y, c).to(x.dtype)
+    xs_full = x.unsqueeze(0).expand(r, n, n_in)
+    ys_full = y1h.unsqueeze(0).expand(r, n, c)
+    plr = lr if pretrain_lr is None else pretrain_lr
+    if not plr > 0:
+        raise ValueError(f"pretrain_lr must be > 0, got {pretrain_lr}")
+    for _ in range(pretrain_steps):
+        _, grads = _mean_loss_and_grads(init, xs_full, ys_full)
+        torch._foreach_add_(init, grads, alpha=-plr)
+    start = torch.cat([p.reshape(r, -1) for p in init], dim=1).double().cpu().numpy()
+    params = [p.repeat(3, 1, 1) for p in init]  # [with R | without R | full R]
+    names = ("with", "without", "full")
+    rec_steps, losses = [], {k: [] for k in names}
+    xs_all = x.unsqueeze(0).expand(3 * r, n, n_in)
+    ys_all = y1h.unsqueeze(0).expand(3 * r, n, c)
+
+    def record(k: int) -> None:
+        lf, _ = _mean_loss_and_grads(params, xs_all, ys_all, grads=False)
+        if not torch.isfinite(lf).all():
+            raise FloatingPointError(f"a network diverged (loss NaN/inf) by step {k}; lower lr = {lr}")
+        rec_steps.append(k)
+        for i, name in enumerate(names):
+            losses[name].append(lf[i * r:(i + 1) * r].double().cpu().numpy())
+
+    record(0)
+    for k in range(1, steps + 1):
+        iw, io = coupled_batches(n, batch_size, r, gen)
+        idx = torch.cat([iw, io])
+        _, g_sgd = _mean_loss_and_grads([p[:2 * r] for p in params], x[idx], y1h[idx])
+        _, g_full = _mean_loss_and_grads([p[2 * r:] for p in params], xs_full, ys_full)
+        torch._foreach_add_(params, [torch.cat([a, b]) for a, b in zip(g_sgd, g_full, strict=True)], alpha=-lr)
+        if k % record_every == 0:
+            record(k)
+    flat = torch.cat([p.reshape(3 * r, -1) for p in params], dim=1).double().cpu().numpy()
+    return SchemeRun(steps=np.asarray(rec_steps), loss={k: np.stack(v) for k, v in losses.items()},
+                     start_weights=start, final_weights={name: flat[i * r:(i + 1) * r] for i, name in enumerate(names)}, hidden=hidden,
+                     n_classes=c)
+
+
+def mlp_module(weights: np.ndarray, n_in: int, hidden: int, n_classes: int) -> torch.nn.Sequential:
+    """The float64 ``nn.Sequential(Linear, ReLU, Linear)`` holding one replica's flattened weights (as stored by
+    :func:`train_schemes`), for per-sample gradients."""
+    w = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
+    sizes = [n_in * hidden, hidden, hidden * n_classes, n_classes]
+    if w.numel() != sum(sizes):
+        raise ValueError(f"expected {sum(sizes)} weights for {n_in} → {hidden} → {n_classes}, got {w.numel()}")
+    w1, b1, w2, b2 = torch.split(w, sizes)
+    m = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_classes))
+    with torch.no_grad():
+        m[0].weight.copy_(w1.reshape(n_in, hidden).T)
+        m[0].bias.copy_(b1)
+        m[2].weight.copy_(w2.reshape(hidden, n_classes).T)
+        m[2].bias.copy_(b2)
+    return m.double()

@@ -1,4 +1,4 @@
-"""Training with Nesterov SGD while measuring the spectrum of ``D`` at checkpoints (fractions of training)."""
+"""Training with momentum SGD while measuring the spectrum of ``D`` at checkpoints (fractions of training)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 20
 
 def train_with_spectra(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
                        batch_size: int, x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
-                       momentum: float = 0.9, weight_decay: float = 0.0, checkpoints: Sequence[float] = (0.2, 0.4, 1.0),
-                       n_spectrum: int = 1000, seed: int = 0, progress: bool = False) -> TrainRecord:
-    """Train ``model`` with Nesterov SGD (cross-entropy) and compute the spectrum of ``D`` at ``checkpoints``.
+                       momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
+                       checkpoints: Sequence[float] = (0.2, 0.4, 1.0), n_spectrum: int = 1000,
+                       gram_products: str = "accumulation", seed: int = 0, progress: bool = False) -> TrainRecord:
+    """Train ``model`` with SGD and heavy-ball momentum (PyTorch's ``SGD(momentum=…)``, as the authors' ``train.py``;
+    ``nesterov=True`` for Nesterov's variant) on cross-entropy and compute the spectrum of ``D`` at ``checkpoints``.
+    ``gram_products`` is passed to :func:`~sgdbayes.noise.per_sample_gram` as ``products``.
 
     The spectrum uses the first ``n_spectrum`` training samples (eval mode). A checkpoint ``c`` is taken after
     ``round(c · epochs)`` epochs (``c = 0`` is the initialisation). Raises ``FloatingPointError`` if the loss diverges.
@@ -59,7 +62,7 @@ def train_with_spectra(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
         raise ValueError(f"checkpoints are fractions of training in [0, 1], got {bad}")
     gen = make_generator(seed)
     torch.manual_seed(seed)  # dropout masks
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0,
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                           weight_decay=weight_decay)
     at: dict[int, list[float]] = {}
     for c in checkpoints:
@@ -70,7 +73,7 @@ def train_with_spectra(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
 
     def check(epoch: int) -> None:
         if epoch in at:
-            s = noise_spectrum(model, per_sample_cross_entropy, xs, ys)
+            s = noise_spectrum(model, per_sample_cross_entropy, xs, ys, products=gram_products)
             for c in at[epoch]:
                 rec.spectra[c] = s
 

@@ -1,11 +1,79 @@
-"""Constant SGD as approximate Bayesian inference (Mandt, Hoffman & Blei 2017): Lyapunov theory of the stationary law
-(:mod:`~sgdbayes.ou.theory`), vectorised chains of SGD/momentum/SGLD/SGFS (:mod:`~sgdbayes.ou.chains`), reference
-posteriors and BBVI (:mod:`~sgdbayes.ou.posteriors`), variational EM for a prior precision (:mod:`~sgdbayes.ou.vem`)."""
+"""Constant SGD as approximate Bayesian inference and Polyak averaging (Mandt, Hoffman & Blei 2017).
 
-from sgdbayes.ou.theory import (  # noqa: F401
+- :mod:`~sgdbayes.ou.theory`: stationary laws of the samplers (Lyapunov equations), optimal ε and preconditioners,
+  Gaussian KL; :mod:`~sgdbayes.ou.averaging`: the covariance of averaged iterates (§6).
+- :mod:`~sgdbayes.ou.models`: the model interface (an ABC) and its models (quadratic, linear, logistic, softmax).
+- :mod:`~sgdbayes.ou.samplers`: one ``init`` / ``update`` protocol for constant SGD, momentum, preconditioned SGD,
+  SGLD, SGFS and variational EM; :mod:`~sgdbayes.ou.driver`: the vectorised driver that runs many chains of any of
+  them; :mod:`~sgdbayes.ou.observers`: what it records (moments, window means, divergence, ...).
+- :mod:`~sgdbayes.ou.iasg`: the averaged stochastic gradient sampler (Algorithm 1) and its window theory.
+- :mod:`~sgdbayes.ou.posteriors`: Laplace, NUTS and BBVI; :mod:`~sgdbayes.ou.vem`: variational EM for a prior
+  precision; :mod:`~sgdbayes.ou.compare`: the Table-1 comparison; :mod:`~sgdbayes.ou.diagnostics`: errors,
+  standard errors, running variances.
+"""
+
+from sgdbayes.ou.averaging import averaged_covariance_exact, averaged_covariance_ou, averaged_covariance_theory
+from sgdbayes.ou.compare import METHODS, compare_samplers, sampler_settings
+from sgdbayes.ou.diagnostics import (
+    VarianceTrace,
+    cov_standard_error,
+    online_noise_covariance,
+    passes_to_tolerance,
+    relative_error,
+    running_variance,
+    sample_cov,
+)
+from sgdbayes.ou.driver import Run, initial_states, run, spectral_radius
+from sgdbayes.ou.iasg import (
+    IASGResult,
+    expected_window_variance,
+    iasg_relative_error,
+    iasg_sample,
+    iasg_window_covariance,
+    window_autocovariance,
+)
+from sgdbayes.ou.models import (
+    DataModel,
+    LinearRegression,
+    LogisticRegression,
+    Minibatches,
+    Model,
+    Quadratic,
+    SoftmaxRegression,
+    make_linear_regression,
+    max_curvature,
+    newton_mode,
+)
+from sgdbayes.ou.observers import (
+    Divergence,
+    DivergenceError,
+    Moments,
+    Observer,
+    RunningVariance,
+    Samples,
+    Snapshots,
+    Trace,
+    WindowMeans,
+)
+from sgdbayes.ou.posteriors import BBVIResult, NUTSResult, bbvi, laplace_posterior, nuts
+from sgdbayes.ou.samplers import (
+    SAMPLERS,
+    Sampler,
+    Schedule,
+    build,
+    momentum,
+    polynomial_schedule,
+    sgd,
+    sgfs,
+    sgld,
+    vem,
+)
+from sgdbayes.ou.theory import (
     StabilityWarning,
+    check_learning_rate,
     gaussian_kl,
     kl_to_posterior,
+    linreg_sgd_covariance,
     lyapunov_covariance,
     momentum_covariance,
     optimal_learning_rate,
@@ -13,6 +81,88 @@ from sgdbayes.ou.theory import (  # noqa: F401
     sgfs_covariance,
     sgfs_optimal_preconditioner,
     sgld_covariance,
+    sgld_covariance_parts,
     stability_limit,
     stationary_covariance,
 )
+from sgdbayes.ou.vem import PrecisionScan, VEMResult, fixed_point, map_estimate, prior_precision_scan
+
+__all__ = [
+    "BBVIResult",
+    "DataModel",
+    "Divergence",
+    "DivergenceError",
+    "IASGResult",
+    "LinearRegression",
+    "LogisticRegression",
+    "METHODS",
+    "Minibatches",
+    "Model",
+    "Moments",
+    "NUTSResult",
+    "Observer",
+    "PrecisionScan",
+    "Quadratic",
+    "Run",
+    "RunningVariance",
+    "SAMPLERS",
+    "Sampler",
+    "Samples",
+    "Schedule",
+    "Snapshots",
+    "SoftmaxRegression",
+    "StabilityWarning",
+    "Trace",
+    "VEMResult",
+    "VarianceTrace",
+    "WindowMeans",
+    "averaged_covariance_exact",
+    "averaged_covariance_ou",
+    "averaged_covariance_theory",
+    "bbvi",
+    "build",
+    "check_learning_rate",
+    "compare_samplers",
+    "cov_standard_error",
+    "expected_window_variance",
+    "fixed_point",
+    "gaussian_kl",
+    "iasg_relative_error",
+    "iasg_sample",
+    "iasg_window_covariance",
+    "initial_states",
+    "kl_to_posterior",
+    "laplace_posterior",
+    "linreg_sgd_covariance",
+    "lyapunov_covariance",
+    "make_linear_regression",
+    "map_estimate",
+    "max_curvature",
+    "momentum",
+    "momentum_covariance",
+    "newton_mode",
+    "nuts",
+    "online_noise_covariance",
+    "optimal_learning_rate",
+    "optimal_preconditioner",
+    "passes_to_tolerance",
+    "polynomial_schedule",
+    "prior_precision_scan",
+    "relative_error",
+    "run",
+    "running_variance",
+    "sample_cov",
+    "sampler_settings",
+    "sgd",
+    "sgfs",
+    "sgfs_covariance",
+    "sgfs_optimal_preconditioner",
+    "sgld",
+    "sgld_covariance",
+    "sgld_covariance_parts",
+    "spectral_radius",
+    "stability_limit",
+    "stationary_covariance",
+    "vem",
+    "window_autocovariance",
+]

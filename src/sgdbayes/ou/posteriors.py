@@ -1,8 +1,8 @@
 """Reference posteriors and black-box variational inference for the models of :mod:`sgdbayes.ou.models`.
 
-- :func:`linear_regression_posterior`: exact Gaussian posterior of Bayesian linear regression (float64, Cholesky).
-- :func:`laplace_posterior`: ``N(θ*, (N A)⁻¹)`` at the MAP, ``A`` the Hessian of the average loss.
-- :func:`nuts_samples`: NUTS (Pyro) samples of the posterior of any model with a differentiable ``neg_log_joint``.
+- :func:`laplace_posterior`: ``N(θ*, (N A)⁻¹)`` at the MAP, ``A`` the Hessian of the average loss (the exact
+  posterior of linear regression is :meth:`sgdbayes.ou.models.LinearRegression.posterior`).
+- :func:`nuts`: NUTS (Pyro) draws from the posterior of any model, with the number of full-data gradients spent.
 - :func:`bbvi`: Gaussian ``q`` (full-rank or mean-field) fitted by maximising the ELBO with reparameterisation
   gradients (Adam, decaying step), optionally on minibatches.
 """
@@ -16,62 +16,64 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from sgdbayes.ou.chains import small_op_threads
 from sgdbayes.ou.models import Model
+from sgdbayes.ou.threads import small_op_threads
 from sgdbayes.seed import make_generator
 
-__all__ = ["BBVIResult", "bbvi", "laplace_posterior", "linear_regression_posterior", "nuts_samples"]
-
-
-def linear_regression_posterior(X, y, *, noise_var: float = 1.0, prior_precision: float = 1.0):
-    """Exact posterior of ``y = Xθ + N(0, σ²)``, ``θ ~ N(0, λ⁻¹I)``: precision ``Λ = XᵀX/σ² + λI``, mean
-    ``Λ⁻¹Xᵀy/σ²``. Returns ``(mean [D], cov [D, D])`` as float64 numpy arrays."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be [N, D] and y [N]; got {X.shape} and {y.shape}")
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        raise ValueError("X or y contains NaN or inf")
-    if noise_var <= 0 or prior_precision <= 0:
-        raise ValueError(f"noise_var and prior_precision must be > 0, got {noise_var}, {prior_precision}")
-    Lam = X.T @ X / noise_var + prior_precision * np.eye(X.shape[1])
-    cf = scipy.linalg.cho_factor(Lam)
-    mean = scipy.linalg.cho_solve(cf, X.T @ y / noise_var)
-    cov = scipy.linalg.cho_solve(cf, np.eye(X.shape[1]))
-    return mean, 0.5 * (cov + cov.T)
+__all__ = ["BBVIResult", "NUTSResult", "bbvi", "laplace_posterior", "nuts"]
 
 
 def laplace_posterior(model: Model, mode=None):
     """Laplace approximation ``(θ* [P], (N A)⁻¹ [P, P])`` as float64 numpy arrays."""
-    theta = model.mode() if mode is None else torch.as_tensor(mode)
+    theta = model.mode() if mode is None else torch.as_tensor(mode, device=model.device)
     A = model.hessian(theta.double().cpu())
     cov = np.linalg.inv(model.N * A)
     return theta.double().cpu().numpy(), 0.5 * (cov + cov.T)
 
 
-def nuts_samples(model: Model, *, num_samples: int = 500, warmup: int = 300, seed: int = 0, init=None,
-                 max_tree_depth: int = 8) -> np.ndarray:
-    """``num_samples`` NUTS draws ``[num_samples, P]`` (float64) from ``∝ exp(−neg_log_joint(θ))`` with Pyro, with
-    step size and diagonal mass matrix adapted during ``warmup``. Raises ``RuntimeError`` on non-finite draws."""
+@dataclass
+class NUTSResult:
+    """``draws`` ``[n, P]`` (float64) after warm-up; ``gradients`` ``[n]``: full-data evaluations of the log
+    posterior (each with its gradient) spent by the time each draw was out, warm-up included."""
+
+    draws: np.ndarray
+    gradients: np.ndarray
+
+
+def nuts(model: Model, *, num_samples: int = 500, warmup: int = 300, seed: int = 0, init=None,
+         max_tree_depth: int = 10) -> NUTSResult:
+    """``num_samples`` NUTS draws from ``∝ exp(−neg_log_joint(θ))`` with Pyro (step size and diagonal mass matrix
+    adapted during ``warmup``), starting at ``init`` (default the mode). Every evaluation of the potential is one
+    pass through the data. Raises ``FloatingPointError`` on non-finite draws."""
     import pyro
     from pyro.infer import MCMC, NUTS
 
+    if num_samples < 1 or warmup < 0:
+        raise ValueError(f"need num_samples >= 1 and warmup >= 0; got {num_samples}, {warmup}")
     pyro.set_rng_seed(seed)
-    theta0 = (model.mode() if init is None else torch.as_tensor(init)).to(model.dtype)
+    theta0 = (model.mode() if init is None else torch.as_tensor(init)).to(dtype=model.dtype, device=model.device)
+    calls, at = [0], []
 
     def potential(params):
+        calls[0] += 1
         return model.neg_log_joint(params["theta"][None])[0]
+
+    def hook(kernel, samples, stage, i):
+        if stage == "Sample":
+            at.append(calls[0])
 
     kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True,
                   max_tree_depth=max_tree_depth)
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, initial_params={"theta": theta0},
-                disable_progbar=True)
-    with small_op_threads(model.N * model.P if model.device.type == "cpu" else float("inf")):
+                disable_progbar=True, hook_fn=hook)
+    with small_op_threads(model.N * model.P, model.device):
         mcmc.run()
     draws = mcmc.get_samples()["theta"].double().cpu().numpy()
     if not np.isfinite(draws).all():
-        raise RuntimeError("NUTS produced non-finite draws")
-    return draws
+        raise FloatingPointError("NUTS produced non-finite draws")
+    grads = (np.asarray(at[-num_samples:], dtype=float) if len(at) >= num_samples
+             else np.linspace(calls[0] / num_samples, calls[0], num_samples))
+    return NUTSResult(draws, grads)
 
 
 @dataclass
@@ -104,26 +106,27 @@ def bbvi(model: Model, *, family: str = "full", n_steps: int = 3000, lr: float =
         raise ValueError(f"family must be 'full' or 'meanfield', got {family!r}")
     gen = make_generator(seed, model.device)
     dtype, P = model.dtype, model.P
-    m0 = model.mode() if init is None else torch.as_tensor(init, dtype=dtype)
+    dev = model.device
+    m0 = model.mode() if init is None else torch.as_tensor(init, dtype=dtype, device=dev)
     # initial scale: 1/sqrt(N · diag A) when the Hessian is affordable, else 1/sqrt(N)
     try:
-        d0 = np.diag(model.hessian(m0.double().cpu())) if P <= 2000 else np.ones(P)
+        d0 = np.diag(model.hessian(m0)) if P <= 2000 else np.ones(P)
     except Exception:  # noqa: BLE001 - a model without a Hessian starts from the prior-free guess
         d0 = np.ones(P)
-    s0 = torch.as_tensor(1.0 / np.sqrt(model.N * d0), dtype=dtype)
+    s0 = torch.as_tensor(1.0 / np.sqrt(model.N * d0), dtype=dtype, device=dev)
     m = m0.detach().clone().requires_grad_(True)
     log_s = s0.log().clone().requires_grad_(True)
     params = [m, log_s]
     off = None
     if family == "full":
-        off = torch.zeros(P, P, dtype=dtype, requires_grad=True)
+        off = torch.zeros(P, P, dtype=dtype, device=dev, requires_grad=True)
         params.append(off)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 + 10 * t / n_steps) ** (-decay))
-    tril = torch.tril(torch.ones(P, P, dtype=torch.bool), -1)
+    tril = torch.tril(torch.ones(P, P, dtype=torch.bool, device=dev), -1)
     elbos, lams = [], []
-    work = n_mc * (batch_size or model.N) * P if model.device.type == "cpu" else float("inf")
-    with small_op_threads(work):
+    work = n_mc * (batch_size or model.N) * P
+    with small_op_threads(work, model.device):
         _bbvi_loop(model, opt, sched, gen, m, log_s, off, tril, n_steps, n_mc, batch_size, learn_prior_precision,
                    elbos, lams, lr)
     return _bbvi_result(m, log_s, off, tril, P, elbos, lams, learn_prior_precision)
@@ -134,7 +137,7 @@ def _bbvi_loop(model, opt, sched, gen, m, log_s, off, tril, n_steps, n_mc, batch
     dtype, P = model.dtype, model.P
     for t in range(n_steps):
         opt.zero_grad()
-        z = torch.randn(n_mc, P, generator=gen, dtype=dtype)
+        z = torch.randn(n_mc, P, generator=gen, dtype=dtype, device=m.device)
         s = log_s.exp()
         if off is None:
             theta = m + z * s
@@ -166,14 +169,14 @@ def _bbvi_result(m, log_s, off, tril, P, elbos, lams, learn_prior_precision):
     with torch.no_grad():
         s = log_s.exp()
         if off is None:
-            var = (s**2).double().numpy()
+            var = (s**2).double().cpu().numpy()
             cov = np.diag(var) if P <= 2000 else None
         else:
             L = torch.diag(s) + torch.where(tril, off, torch.zeros_like(off)) * s[None]
-            cov = (L @ L.T).double().numpy()
+            cov = (L @ L.T).double().cpu().numpy()
             cov = 0.5 * (cov + cov.T)
             var = np.diag(cov).copy()
-    return BBVIResult(m.detach().double().numpy(), cov, var, np.array(elbos),
+    return BBVIResult(m.detach().double().cpu().numpy(), cov, var, np.array(elbos),
                       np.array(lams) if learn_prior_precision else None)
 
 

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sgdbayes.ou.chains import small_op_threads
+from sgdbayes.ou.driver import run
 from sgdbayes.ou.models import SoftmaxRegression
-from sgdbayes.seed import make_generator
+from sgdbayes.ou.observers import Divergence, Trace
+from sgdbayes.ou.samplers import vem
+from sgdbayes.ou.threads import small_op_threads
 
 __all__ = ["PrecisionScan", "VEMResult", "fixed_point", "map_estimate", "prior_precision_scan",
            "validation_prior_precision", "vem_prior_precision"]
@@ -35,9 +37,9 @@ __all__ = ["PrecisionScan", "VEMResult", "fixed_point", "map_estimate", "prior_p
 @contextlib.contextmanager
 def _few_threads(work: float, device):
     """Single-threaded torch and BLAS for small problems on the CPU (thread hand-offs dominate; on a shared machine
-    by 10×), see :func:`~sgdbayes.ou.chains.small_op_threads`."""
+    by 10×), see :func:`~sgdbayes.ou.threads.small_op_threads`."""
     cpu = torch.device(device).type == "cpu"
-    with small_op_threads(work if cpu else float("inf")):
+    with small_op_threads(work, device):
         if cpu and work < 4e6:
             from threadpoolctl import threadpool_limits
             with threadpool_limits(1):
@@ -67,37 +69,26 @@ class VEMResult:
 def vem_prior_precision(model: SoftmaxRegression, *, eps: float, S: int, n_chains: int = 8, n_steps: int = 2000,
                         lam0: float = 1.0, rho0: float = 0.05, t0: float = 100.0, init=None, seed: int = 0
                         ) -> VEMResult:
-    """Constant-SGD variational EM for λ (see module docstring). ``model.prior_precision`` is updated in place and
-    left at the final λ. Raises ``FloatingPointError`` if the chains or λ become non-finite."""
+    """Constant-SGD variational EM for λ (see the module docstring and :class:`~sgdbayes.ou.samplers.VEM`): the
+    driver runs ``n_chains`` chains of the VEM sampler from ``init`` (default zeros). The model is not changed.
+    Raises :class:`~sgdbayes.ou.observers.DivergenceError` if the chains or λ become non-finite."""
     if eps <= 0 or S < 1 or n_chains < 1 or n_steps < 4 or lam0 <= 0:
         raise ValueError(f"need eps > 0, S >= 1, n_chains >= 1, n_steps >= 4, lam0 > 0; got {eps}, {S}, {n_chains}, "
                          f"{n_steps}, {lam0}")
-    gen = make_generator(seed, model.device)
     P = model.P
     theta = (torch.zeros(n_chains, P, dtype=model.dtype, device=model.device) if init is None
              else torch.as_tensor(init, dtype=model.dtype, device=model.device).expand(n_chains, P).clone())
-    log_lam = float(np.log(lam0))
-    with small_op_threads(n_chains * S * P if model.device.type == "cpu" else float("inf")):
-        trace, sq_trace, theta = _vem_loop(model, theta, gen, eps, S, P, log_lam, rho0, t0, n_steps)
-    lam = float(np.exp(np.log(trace[-max(1, n_steps // 4):]).mean()))
-    model.prior_precision = lam
-    return VEMResult(lam, trace, sq_trace, theta, P)
+    trace = Trace(_lam_and_sq)
+    r = run(model, vem(float(eps), S, lam0=lam0, rho0=rho0, t0=t0), n_chains=n_chains, n_steps=n_steps,
+            init=theta, seed=seed, observers=[trace], divergence=Divergence(check_every=n_steps))
+    lam_trace = np.array([v[0] for v in trace.values])
+    sq_trace = np.array([v[1] for v in trace.values])
+    lam = float(np.exp(np.log(lam_trace[-max(1, n_steps // 4):]).mean()))
+    return VEMResult(lam, lam_trace, sq_trace, r.final, P)
 
 
-def _vem_loop(model, theta, gen, eps, S, P, log_lam, rho0, t0, n_steps):
-    trace, sq_trace = np.empty(n_steps), np.empty(n_steps)
-    for t in range(n_steps):
-        model.prior_precision = float(np.exp(log_lam))
-        theta = theta - eps * model.minibatch_grad(theta, S, gen)
-        sq = float((theta.double() ** 2).sum(1).mean())
-        if not np.isfinite(sq):
-            raise FloatingPointError(f"VEM: the chains diverged at step {t} (eps={eps}); lower eps")
-        rho = rho0 * (1 + t / t0) ** -0.7
-        log_lam -= rho * (np.exp(log_lam) * sq / P - 1.0)
-        log_lam = float(np.clip(log_lam, -30, 30))
-        trace[t] = np.exp(log_lam)
-        sq_trace[t] = sq
-    return trace, sq_trace, theta
+def _lam_and_sq(state) -> tuple[float, float]:
+    return state.lam, state.sq
 
 
 def map_estimate(model: SoftmaxRegression, *, init=None, max_iter: int = 200, tol: float = 1e-9) -> torch.Tensor:

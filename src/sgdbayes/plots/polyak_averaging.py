@@ -16,6 +16,7 @@ def add_ellipse(ax, cov, center=(0.0, 0.0), *, n_sd: float = 2.0, **kw):
     lam, U = np.linalg.eigh(np.asarray(cov, dtype=float))
     lam = np.clip(lam, 0, None)
     angle = np.degrees(np.arctan2(U[1, 1], U[0, 1]))
+    kw.setdefault("zorder", 3)  # above any scatter of points
     e = Ellipse(center, 2 * n_sd * np.sqrt(lam[1]), 2 * n_sd * np.sqrt(lam[0]), angle=angle, fill=False, **kw)
     ax.add_patch(e)
     return e
@@ -62,15 +63,17 @@ def plot_independence(df: pd.DataFrame):
 
 
 def plot_breakdown(T_grid, curves: dict, points: dict | None = None, *, bound=None, mc_floor: float | None = None):
-    """Relative error ``‖Cov(μ_T) − A⁻¹CA⁻ᵀ/(TS)‖/‖·‖`` against ``T``: exact lines (``curves[label] = [len(T)]``),
-    simulated points (``points[label] = (T, err)``), optionally the continuous-time ``bound`` line and the
+    """Relative error ``‖Cov(μ_T) − A⁻¹CA⁻ᵀ/(TS)‖/‖·‖`` against ``T``: exact lines (``curves[key] = [len(T)]``, a
+    float key being a fraction of the stability limit), simulated points (``points[key] = (T, err)`` or ``[[T,
+    err], ...]``), optionally the continuous-time ``bound`` line and the
     Monte-Carlo error level ``mc_floor`` of the points (below it a point measures noise, not the error)."""
     fig, axes = new_figure(1, 1, width=6.0, height=4.0)
     ax = axes[0][0]
-    for i, (label, err) in enumerate(curves.items()):
+    for i, (key, err) in enumerate(curves.items()):
+        label = f"ε = {key:g} × 2/λ_max" if isinstance(key, float) else str(key)
         ax.plot(T_grid, err, color=PALETTE[i], lw=2, label=label)
-        if points and label in points:
-            t, e = points[label]
+        if points and key in points:
+            t, e = np.asarray(points[key], dtype=float).T if not isinstance(points[key], tuple) else points[key]
             ax.scatter(t, e, color=PALETTE[i], edgecolor="k", zorder=3, s=30)
     if points:
         ax.scatter([], [], color="w", edgecolor="k", s=30, label="simulated chains")
@@ -106,42 +109,74 @@ def plot_fig3(raw_xy, avg_xy, covs: dict, *, unit: str = ""):
     return fig
 
 
-def plot_variance_traces(traces: dict, true_var, coords: dict, *, predictions: dict | None = None, tol: float = 0.1,
-                         title: str = ""):
-    """Figs. 4–5: for each sampler, the estimate of the marginal variance of the coordinates with the smallest and
-    largest posterior variance divided by the exact value — mean over chains (line) ±1 sd across chains (band) —
-    against passes through the data (log scale), with the ±``tol`` target band and, dotted, ``predictions[label] =
-    (passes [P], ratio [P, len(coords)])`` where the theory gives one. Linear y-axis so that no band is cut off."""
-    fig, axes = new_figure(2, 1, width=5.0, height=3.9)
-    lo, hi = 0.0, 1.0 + 2 * tol
-    for ax, (j, (which, c)) in zip(axes[0], enumerate(coords.items())):
-        ax.axhspan(1 - tol, 1 + tol, color="0.85", lw=0, label=f"exact posterior ±{tol:.0%}")
-        ax.axhline(1.0, color="k", ls="--", lw=1.0)
-        for i, (label, tr) in enumerate(traces.items()):
-            v = tr.var[:, :, c] / true_var[c]
-            m, s = v.mean(1), v.std(1)
-            ax.plot(tr.passes, m, color=PALETTE[i], lw=2, label=label)
-            ax.fill_between(tr.passes, m - s, m + s, color=PALETTE[i], alpha=0.18, lw=0)
-            lo, hi = min(lo, float((m - s).min())), max(hi, float((m + s).max()))
-            if predictions and label in predictions:
-                p, r = predictions[label]
-                ax.plot(p, r[:, j], color=PALETTE[i], ls=":", lw=1.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("passes through the data (incl. burn-in / warm-up)")
-        if j == 0:
-            ax.set_ylabel("estimate / exact posterior variance")
-        ax.set_title(f"coordinate with the {which} posterior variance")
-    pad = 0.04 * (hi - lo)
-    for ax in axes[0]:
-        ax.set_ylim(lo - pad, hi + pad)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+def plot_variance_traces(traces_by_start: dict, true_var, coords: dict, *, predictions: dict | None = None,
+                         tol: float = 0.1, y_max: float = 3.0):
+    """Fig. 4: one row per start (``traces_by_start[start][label] = VarianceTrace``), one column per coordinate of
+    ``coords`` (smallest / largest posterior variance): each sampler's estimate of the marginal variance divided by
+    the exact one — mean over chains (line) ±1 sd across chains (band) — against passes through the data (log), with
+    the ±``tol`` band and, dotted, ``predictions[label] = (passes [P], ratio [P, len(coords)])`` where the theory
+    gives one. The panels share the x axis, and the y axis within a row (clipped at ``y_max``)."""
+    starts = list(traces_by_start)
+    fig, axes = new_figure(2, len(starts), width=3.4, height=2.5, sharex=True, sharey="row")
+    labels = list(next(iter(traces_by_start.values())))
+    for r, start in enumerate(starts):
+        lo, hi = 0.0, 1.0 + 2 * tol
+        for j, (which, c) in enumerate(coords.items()):
+            ax = axes[r][j]
+            ax.axhspan(1 - tol, 1 + tol, color="0.85", lw=0)
+            ax.axhline(1.0, color="k", ls="--", lw=1.0)
+            for i, label in enumerate(labels):
+                tr = traces_by_start[start][label]
+                v = tr.var[:, :, c] / true_var[c]
+                m, sd = v.mean(1), v.std(1)
+                ax.plot(tr.passes, m, color=PALETTE[i], lw=1.8)
+                ax.fill_between(tr.passes, m - sd, m + sd, color=PALETTE[i], alpha=0.18, lw=0)
+                lo, hi = min(lo, float((m - sd).min())), max(hi, float((m + sd).max()))
+                if predictions and label in predictions and r == 0:
+                    p, ratio = predictions[label]
+                    ax.plot(p, ratio[:, j], color=PALETTE[i], ls=":", lw=1.6)
+            ax.set_xscale("log")
+            if r == 0:
+                ax.set_title(f"{which} posterior variance")
+            if r == len(starts) - 1:
+                ax.set_xlabel("passes through the data")
+        axes[r][0].set_ylabel(f"from {start}\nestimate / exact")
+        hi = min(hi, y_max)
+        pad = 0.04 * (hi - lo)
+        axes[r][0].set_ylim(lo - pad, hi + pad)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color=PALETTE[i], lw=1.8) for i in range(len(labels))]
+    names = list(labels)
     if predictions:
-        from matplotlib.lines import Line2D
-        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.8))
-        labels.append("theory (dotted, same colour)")
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small", frameon=False)
-    if title:
-        fig.suptitle(title)
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.6))
+        names.append("theory (dotted; from the mode)")
+    handles.append(Patch(color="0.85"))
+    names.append(f"exact ±{tol:.0%}")
+    fig.legend(handles, names, loc="outside lower center", ncol=2, frameon=False)
+    return fig
+
+
+def plot_covariance_maps(posterior, covs: dict):
+    """Fig. 5: the posterior covariance and each sampler's estimate of it as heat maps on one colour scale, with the
+    relative Frobenius error of each estimate in its title."""
+    mats = {"exact posterior": np.asarray(posterior), **{k: np.asarray(v) for k, v in covs.items()}}
+    ncols = 3
+    nrows = int(np.ceil(len(mats) / ncols))
+    fig, axes = new_figure(ncols, nrows, width=2.3, height=2.2)
+    vmax = max(np.abs(m).max() for m in mats.values())
+    im = None
+    for ax, (name, M) in zip(axes.ravel(), mats.items()):
+        im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        err = np.linalg.norm(M - mats["exact posterior"]) / np.linalg.norm(mats["exact posterior"])
+        ax.set_title(name if name == "exact posterior" else f"{name}\nrel. error {err:.2f}")
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(mats):]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, aspect=25, label="covariance")
     return fig
 
 
