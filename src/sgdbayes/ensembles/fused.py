@@ -171,22 +171,28 @@ _pool_lock = threading.Lock()
 
 
 def default_threads() -> int:
-    """Worker threads for the native kernels: ``SGDBAYES_THREADS`` when set, else ``torch.get_num_threads()``.
+    """Worker threads for the native kernels: ``SGDBAYES_THREADS`` when set, else ``OMP_NUM_THREADS`` when set (the
+    usual way to keep a process-per-core job, e.g. single-threaded Dask workers, to one core each), else every CPU
+    this process may run on.
 
-    Measured (``benchmarks/bench_ensembles.py``, "threads" rows): the kernel splits whole networks over threads with
-    no synchronisation inside an epoch, so on idle cores 2 threads give ~2× one; on a machine whose cores are busy
-    with other work a second thread gains less but did not lose (unlike torch's intra-op threads on tiny tensors,
-    which lost 5–10× there)."""
-    env = os.environ.get("SGDBAYES_THREADS", "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"SGDBAYES_THREADS must be an int >= 1, got {env!r}") from None
-        if value < 1:
-            raise ValueError(f"SGDBAYES_THREADS must be an int >= 1, got {env!r}")
-        return value
-    return max(1, torch.get_num_threads())
+    Not ``torch.get_num_threads()``: chapters set torch to one thread because torch's intra-op threads lose on tiny
+    tensors (5–10× slower with two on a busy 2-core machine), but the kernel splits whole networks over its threads
+    with no synchronisation inside a run, so a second core helps it: measured 1.5× with 2 threads vs 1 on the 2-core
+    machine at load ~3.5, ~1.1× at load ~4.5 (``benchmarks/bench_ensembles.py``, "thread policy"), never slower."""
+    for var in ("SGDBAYES_THREADS", "OMP_NUM_THREADS"):
+        env = os.environ.get(var, "").strip()
+        if env:
+            try:
+                value = int(env)
+            except ValueError:
+                raise ValueError(f"{var} must be an int >= 1, got {env!r}") from None
+            if value < 1:
+                raise ValueError(f"{var} must be an int >= 1, got {env!r}")
+            return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

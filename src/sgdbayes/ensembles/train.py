@@ -11,7 +11,13 @@ Algorithm (one chunk of networks at a time, see ``auto_chunk_size``):
    Two exact fast paths (same law, same seeds; equal to the general path up to float rounding): a chunk of one
    network (wide nets on CPU) runs with ``torch.nn``-shaped 2-D tensors (``model.forward_single``, ``addmm``) instead
    of batch-1 ``bmm``; plain SGD (momentum 0) on an FCN runs ``FCN.sgd_step_``, a hand-written backward whose
-   weight updates are fused into the gradient GEMMs (``FUSED_SGD``).
+   weight updates are fused into the gradient GEMMs (``FUSED_SGD``). On CPU with a C++ compiler, plain SGD on an
+   FCN of up to ``fused.NATIVE_MAX_PARAMS`` parameters at batch ≤ ``fused.NATIVE_MAX_BATCH`` takes the native path
+   (``NATIVE_SGD``, ``sgdbayes.ensembles.fused.train_runs``): each network runs from its first epoch to the end of
+   its run in a compiled kernel — same initial parameters, same visiting orders, the stop rule below applied at the
+   same epoch ends, its function on E taken there — with two (batch ≤ 8) or four (batch ≤ 4) networks sharing each
+   vector register; ~10× the torch path, equal to it up to float rounding (on the chapter's Boolean ensembles of
+   10⁴ networks: the same statuses, epochs and functions for every network, ``benchmarks/counts_equivalence.py``).
 3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code);
    for |S| > 2·``CHECK_PREFIX`` a network that misclassifies one of the first ``CHECK_PREFIX`` examples and
    provably has finite logits is known not to have fitted without evaluating the rest (``_epoch_check``).
