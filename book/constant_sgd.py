@@ -63,8 +63,8 @@ widget_live = True  # False: the explorer's static default view only
 # %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
-from myst_nb import glue
 
+from sgdbayes.glue import glue
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
 from sgdbayes.device import get_device

@@ -60,8 +60,8 @@ widget_live = True  # False: the explorer's static default view only
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown
-from myst_nb import glue
 
+from sgdbayes.glue import glue
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
 from sgdbayes.device import get_device

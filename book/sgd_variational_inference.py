@@ -108,8 +108,8 @@ max_lag = 100
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
-from myst_nb import glue
 
+from sgdbayes.glue import glue
 from sgdbayes.experiments import sgd_variational_inference as exp
 from sgdbayes.cache import cached
 from sgdbayes import plots, results

@@ -229,10 +229,11 @@ def test_figures_and_explorer_draw_labelled_log_axes():
                          epochs_hist=np.array([0, 41]), seconds=1.0)
     n_bits, keys = fp._union_keys(fc, 1)
     table = fp.PBTable(n_bits=n_bits, keys=keys, log_pb=np.log(np.full(len(keys), 0.1)), method="full")
-    static, widget = fwidget.explorer({("sgd", 8, 32): (run, table, np.zeros(4))}, default=("sgd", 8, 32))
-    assert "1 never fitted" in static.texts[0].get_text() and "1 lost the fit" in static.texts[0].get_text()
+    static, widget = fwidget.explorer({"sgd, batch 8": (run, table, np.zeros(4))}, default="sgd, batch 8")
+    title = static.texts[0].get_text()
+    assert "1 never fitted" in title and "1 lost the fit" in title and "40 counted" in title
     with pytest.raises(ValueError, match="default"):
-        fwidget.explorer({("sgd", 8, 32): (run, table, np.zeros(4))}, default=("adam", 8, 32))
+        fwidget.explorer({"sgd, batch 8": (run, table, np.zeros(4))}, default="adam")
 
 
 def test_pb_table_merge_prefers_first_valid_value():

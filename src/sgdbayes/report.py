@@ -24,7 +24,8 @@ from sgdbayes.paths import project_root
 from sgdbayes.results import PAPERS, STATUSES, load_all, load_claims
 
 CHAPTER_TITLES = {
-    "function_probability": "1 · Function probability (Mingard et al. 2021)",
+    "function_probability": "1 · Function probability I: the Boolean system (Mingard et al. 2021)",
+    "function_probability_images": "1 · Function probability II: images (Mingard et al. 2021)",
     "sgd_variational_inference": "2 · SGD performs variational inference (Chaudhari & Soatto 2018)",
     "constant_sgd": "3 · Constant SGD as approximate inference (Mandt, Hoffman & Blei 2017)",
     "polyak_averaging": "4 · Polyak averaging (Mandt, Hoffman & Blei 2017, §6)",
@@ -402,7 +403,13 @@ def paper_html(card: pd.DataFrame, paper: str) -> str:
                      f"{warn}")
         else:
             where = ""
-        extra = "" if r["expected"] else ' <small title="declared by a chapter, not in the expected list">(extra)</small>'
+        if r["expected"]:
+            extra = ""
+        elif r["chapter"] == "synthesis":
+            extra = (' <small title="a test of this paper\'s view on the synthesis chapter\'s networks">'
+                     "(synthesis)</small>")
+        else:
+            extra = ' <small title="declared by a chapter, not in the expected list">(extra)</small>'
         nums = ""
         if r["numbers"]:
             items = "".join(

@@ -71,8 +71,14 @@ def figure_scatter_panels(panels: Sequence[tuple[str, FunctionCounts, np.ndarray
         scatter_ax(ax, counts, lp, true_labels, title=title, pb_label=label, norm=norm, lo=lo)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes.flat[0].legend(loc="lower right", fontsize="x-small")
-    cb = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=CMAP), ax=axes, shrink=0.8)
+    axes.flat[0].legend(loc="lower right", fontsize="small")
+    for ax in axes.flat:  # label the outer panels only
+        if not ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("")
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("")
+    cb = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=CMAP), ax=axes, shrink=0.8 if nrows == 1 else 0.5,
+                      aspect=25)
     cb.set_label("errors on E" + (f" (of {n_test})" if n_test else ""))
     return fig
 
@@ -100,6 +106,7 @@ def errors_ax(ax, distributions: Mapping[str, np.ndarray], *, title: str = "", m
         nz = np.flatnonzero(d >= 1e-3)
         top = max(top, int(nz[-1]) if nz.size else 0)
     ax.set_xlim(-0.5, (max_errors if max_errors is not None else top) + 0.5)
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="errors on E", ylabel="probability", title=title)
     ax.legend(fontsize="small")
 
@@ -204,4 +211,162 @@ def figure_pb_methods(reference: np.ndarray, reference_sd: np.ndarray, others: M
            ylabel="other estimate of P_B(f|S) (probability)", title=title)
     ax.set_aspect("equal", adjustable="box")
     ax.legend(loc="lower right", fontsize="x-small")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# page I: the Boolean system at the authors' set-up
+# --------------------------------------------------------------------------------------------------------------------
+def figure_protocol(curves: Mapping[str, FunctionCounts], cells: Mapping[str, tuple[float, float]], *,
+                    paper_curve: Mapping[int, float] | None = None, paper_cells: Mapping[str, float] | None = None,
+                    k_max: int = 1000):
+    """The protocol finding in two panels. Left: mass of the k most frequent functions against k for each run of
+    ``curves`` (label → counts), the paper's values as crosses (``paper_curve``: k → mass, drawn in the colour of
+    the first curve). Right: the top-1 mass of each cell of the stop-rule decomposition (``cells``: label →
+    (mass, standard error); bars are ±2 se), the paper's value as a vertical line per label in ``paper_cells``."""
+    fig, axes = new_figure(2, 1, width=3.45, height=3.3)
+    ax = axes[0][0]
+    for i, (label, counts) in enumerate(curves.items()):
+        if counts.total == 0:
+            continue
+        mass = np.cumsum(counts.counts[:k_max]) / counts.total
+        ax.plot(np.arange(1, mass.size + 1), mass, color=PALETTE[i % len(PALETTE)], label=label)
+    if paper_curve:
+        ax.plot(list(paper_curve), list(paper_curve.values()), "x", ms=8, mew=2.2, color="k",
+                label="paper (6×10⁵ runs)")
+    ax.set(xscale="log", ylim=(0, 1.02), xlim=(0.8, k_max * 1.2), xlabel="k (most frequent functions)",
+           ylabel="mass of the top k (probability)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax = axes[0][1]
+    labels = list(cells)
+    y = np.arange(len(labels))[::-1]
+    mass = np.array([cells[lab][0] for lab in labels])
+    se = np.array([cells[lab][1] for lab in labels])
+    ax.errorbar(mass, y, xerr=2 * np.nan_to_num(se), fmt="o", color=PALETTE[0], ms=5, capsize=2)
+    for lab, v in (paper_cells or {}).items():
+        if lab in cells:
+            ax.plot([v], [y[labels.index(lab)]], "x", ms=9, mew=2.2, color="k")
+    ax.set_yticks(y, labels)
+    ax.set(xlim=(0, 1), xlabel="top-1 mass of P_SGD (probability)")
+    return fig
+
+
+def _band(ax, lo: float, n_runs: int | None = None) -> None:
+    grid = np.array([lo, 1.0])
+    ax.plot(grid, grid, "k-", lw=1)
+    ax.fill_between(grid, grid / 10, grid * 10, color="0.5", alpha=0.12, lw=0)
+    if n_runs:
+        ax.axhline(1.0 / n_runs, color="0.4", ls=":", lw=1)
+
+
+def figure_targets(panels: Mapping[str, Mapping[str, tuple[FunctionCounts, np.ndarray]]], *, min_count: int = 1,
+                   ncols: int = 4, width: float = 1.7, floor: float = 1e-9):
+    """Small multiples of P_SGD against P_B (EP), one panel per target (``panels``: title → {rule label → (counts,
+    log P_B aligned with the counts)}), rules in the book's colours, functions seen ≥ ``min_count`` times; the line
+    y = x and one decade either side. All panels share their axes, which start no lower than ``floor``: a P_B below
+    it is drawn on the left edge as a "<". A spare panel holds the legend."""
+    n = len(panels) + 1
+    nrows = -(-n // ncols)
+    fig, axes = new_figure(ncols, nrows, width=width, height=width, sharex=True, sharey=True)
+    rules = list(dict.fromkeys(r for p in panels.values() for r in p))
+    vals = [1.0]
+    for p in panels.values():
+        for counts, lp in p.values():
+            sel = np.isfinite(lp) & (counts.counts >= min_count)
+            if sel.any():
+                vals += [float(np.exp(lp[sel]).min()), float(counts.probabilities()[sel].min())]
+    lo = max(min(vals) / 3, floor)
+    markers = "o^sD"
+    for ax, (title, p) in zip(axes.flat, panels.items()):
+        _band(ax, lo)
+        for j, rule in enumerate(rules):
+            if rule not in p:
+                continue
+            counts, lp = p[rule]
+            sel = np.isfinite(lp) & (counts.counts >= min_count)
+            x, y = np.exp(lp[sel]), counts.probabilities()[sel]
+            low = x < lo
+            face = "none" if j else PALETTE[j]
+            ax.scatter(x[~low], y[~low], s=12, marker=markers[j % 4], facecolors=face, edgecolors=PALETTE[j],
+                       lw=0.9, alpha=0.85)
+            if low.any():
+                ax.scatter(np.full(low.sum(), lo * 1.3), y[low], s=14, marker="<", color=PALETTE[j], alpha=0.85)
+        ax.set(xscale="log", yscale="log", xlim=(lo, 1.5), ylim=(lo, 1.5))
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal", adjustable="box")
+    spare = list(axes.flat)[len(panels):]
+    for ax in spare:
+        ax.axis("off")
+    handles = [mpl.lines.Line2D([], [], ls="none", marker=markers[j % 4], color=PALETTE[j],
+                                markerfacecolor="none" if j else PALETTE[j], label=f"P_SGD, {r}")
+               for j, r in enumerate(rules)]
+    handles.append(mpl.patches.Patch(color="0.5", alpha=0.3, label="within 10×"))
+    spare[0].legend(handles=handles, loc="center", fontsize="small", frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("P_B(f|S), EP")
+    for row in axes:
+        row[0].set_ylabel("P_SGD(f|S)")
+    return fig
+
+
+def figure_spread(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray | None]]],
+                  reference: Mapping[str, Mapping[str, float]] | None = None, *, xlabels: Sequence[str] = (),
+                  ylims: Mapping[str, tuple[float, float]] | None = None):
+    """One panel per quantity (``series``: quantity → {rule → (values per train set, standard errors or None)}):
+    the value on each train set (x: 1 … n) per rule, with ±2 se bars; ``reference`` (quantity → {rule → value}) as a
+    dashed line: the authors' mask A."""
+    fig, axes = new_figure(len(series), 1, width=3.45, height=2.8)
+    for ax, (q, by_rule) in zip(axes.flat, series.items()):
+        for j, (rule, (vals, se)) in enumerate(by_rule.items()):
+            x = np.arange(1, len(vals) + 1) + (j - (len(by_rule) - 1) / 2) * 0.12
+            ax.errorbar(x, vals, yerr=None if se is None else 2 * np.nan_to_num(se), fmt="o^"[j % 2], ms=5,
+                        color=PALETTE[j], capsize=2, label=rule)
+            ref = (reference or {}).get(q, {}).get(rule)
+            if ref is not None and np.isfinite(ref):
+                ax.axhline(ref, color=PALETTE[j], ls="--", lw=1)
+        n = max(len(v[0]) for v in by_rule.values())
+        ax.set_xticks(np.arange(1, n + 1), list(xlabels) or [str(i) for i in range(1, n + 1)])
+        ax.set(xlabel="random train set S", ylabel=q)
+        if ylims and q in ylims:
+            ax.set_ylim(*ylims[q])
+    axes.flat[0].legend(loc="best", fontsize="small")
+    return fig
+
+
+def figure_settings(rows: Sequence[str], quantities: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray | None]]],
+                    *, xlims: Mapping[str, tuple[float, float]] | None = None):
+    """Dot plots of a few quantities per setting: ``rows`` (one label per setting, top to bottom), ``quantities``
+    (axis label → {rule → (values per row, standard errors or None)}); ±2 se bars; rules side by side."""
+    fig, axes = new_figure(len(quantities), 1, width=3.45, height=0.28 * len(rows) + 1.1, sharey=True)
+    y = np.arange(len(rows))[::-1]
+    for ax, (q, by_rule) in zip(axes.flat, quantities.items()):
+        for j, (rule, (vals, se)) in enumerate(by_rule.items()):
+            off = (j - (len(by_rule) - 1) / 2) * 0.22
+            ax.errorbar(vals, y + off, xerr=None if se is None else 2 * np.nan_to_num(se), fmt="o^"[j % 2], ms=4.5,
+                        color=PALETTE[j], capsize=2, label=rule)
+        ax.set_xlabel(q)
+        if xlims and q in xlims:
+            ax.set_xlim(*xlims[q])
+    axes[0][0].set_yticks(y, rows)
+    axes[0][0].legend(loc="best", fontsize="small")
+    return fig
+
+
+def figure_complexity(data: Mapping[str, np.ndarray]):
+    """P_B(f|S) against the Lempel–Ziv complexity (left) and the critical sample ratio (right) of each function on
+    all inputs: the functions the prior sampler drew (grey, P_B by direct sampling) and SGD's functions (colour,
+    P_B by EP, marker area ∝ P_SGD). ``data`` as :func:`sgdbayes.experiments.function_probability.complexity_data`
+    returns it."""
+    fig, axes = new_figure(2, 1, width=3.45, height=3.0, sharey=True)
+    for ax, c, label in ((axes[0][0], "lz", "Lempel–Ziv complexity K_LZ"),
+                         (axes[0][1], "csr", "critical sample ratio")):
+        if "prior_pb" in data:
+            ax.scatter(data[f"prior_{c}"], data["prior_pb"], s=10, color="0.55", alpha=0.6, edgecolors="none",
+                       label="prior samples (direct P_B)")
+        if len(data.get("sgd_pb", [])):
+            ax.scatter(data[f"sgd_{c}"], data["sgd_pb"], s=6 + 250 * np.sqrt(data["sgd_p"]), color=PALETTE[0],
+                       alpha=0.5, edgecolors="none", label="SGD's functions (EP; area ∝ P_SGD)")
+        ax.set(yscale="log", xlabel=label)
+    axes[0][0].set_ylabel("P_B(f|S) (probability)")
+    axes[0][0].legend(loc="lower left", fontsize="small")
     return fig
