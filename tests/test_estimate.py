@@ -12,9 +12,12 @@ from sgdbayes.chapters import discover, load_profiles, resolve_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 # Measured default-profile seconds per chapter on the reference machine (`time sgdbayes run CHAPTER --force`, the
-# 2-core machine shared with other work, load 4-7, native kernels on): function_probability (the one-page chapter 1)
-# modelled from first principles; the others scaled from these same times (so they agree by construction).
-MEASURED_DEFAULT = {"function_probability": 1344.0, **{c: s for c, (s, _) in estimate.SCALED.items()}}
+# 2-core machine shared with other work): the chapters scaled from these same times agree by construction. The two
+# pages of chapter 1 (modelled from first principles) have no measured default time yet: the one-page chapter the
+# model was first checked against (1,344 s, load 4-7) was split into them; their rows wait for the next measured
+# `make book` (None: skipped, and said so).
+MEASURED_DEFAULT = {"function_probability": None, "function_probability_images": None,
+                    **{c: s for c, (s, _) in estimate.SCALED.items()}}
 
 
 def _resolved():
@@ -43,21 +46,23 @@ def test_training_flops_match_the_benchmark_count():
     assert estimate._train_flops_per_example(7, (40, 40)) == 2 * first + 3 * (model.flops_per_example() - first)
 
 
-def test_default_estimates_within_1_5_of_measured_times():
+@pytest.mark.parametrize("chapter", sorted(MEASURED_DEFAULT))
+def test_default_estimates_within_1_5_of_measured_times(chapter):
     """With the reference machine's rates (calibrated beside the measured runs), each chapter's default-profile
     estimate lies within a factor 1.5 of the time measured there. For function_probability this checks the work
     model (networks × measured mean epochs × FLOPs on the native or torch path, prior draws, the GP parts); the
     chapters scaled from their measured default time agree by construction. A chapter whose current parameters the
     model does not know (a rewrite landed) is skipped here and shows "no model"."""
     resolved, _ = _resolved()
-    for chapter, measured in MEASURED_DEFAULT.items():
-        if chapter not in resolved:
-            continue
-        works = estimate.estimate_work(chapter, resolved[chapter]["default"], resolved[chapter]["default"])
-        if works is None and chapter not in estimate.SCALED:
-            continue
-        here, _ = estimate.predict(works, estimate.REFERENCE_RATES)
-        assert measured / 1.5 <= here <= measured * 1.5, (chapter, here, measured)
+    if chapter not in resolved:
+        pytest.skip(f"no chapter {chapter} in this book")
+    works = estimate.estimate_work(chapter, resolved[chapter]["default"], resolved[chapter]["default"])
+    assert works is not None, f"the model does not know {chapter}'s current parameters"
+    measured = MEASURED_DEFAULT[chapter]
+    if measured is None:
+        pytest.skip(f"no measured default-profile time of {chapter} on record yet")
+    here, _ = estimate.predict(works, estimate.REFERENCE_RATES)
+    assert measured / 1.5 <= here <= measured * 1.5, (chapter, here, measured)
 
 
 def test_paper_profile_costs_more_and_render_shows_every_chapter():
@@ -67,11 +72,11 @@ def test_paper_profile_costs_more_and_render_shows_every_chapter():
     for chapter in resolved:
         assert chapter in text
     assert "default here" in text and "paper GPU" in text and "total" in text and "H200" in text
-    fp = resolved["function_probability"]
-    d_work = estimate.estimate_work("function_probability", fp["default"])
-    p_work = estimate.estimate_work("function_probability", fp["paper"])
-    if d_work is not None and p_work is not None:
-        assert estimate.predict(p_work, rates)[0] > 10 * estimate.predict(d_work, rates)[0]
+    assert "no model" not in text, text  # every chapter of this book and each of its profiles is modelled
+    for chapter in ("function_probability", "function_probability_images", "synthesis"):
+        d_work = estimate.estimate_work(chapter, resolved[chapter]["default"])
+        p_work = estimate.estimate_work(chapter, resolved[chapter]["paper"])
+        assert estimate.predict(p_work, rates)[0] > 10 * estimate.predict(d_work, rates)[0], chapter
 
 
 def test_mean_epochs_measured_scaled_or_no_model():
@@ -83,6 +88,18 @@ def test_mean_epochs_measured_scaled_or_no_model():
         assert estimate.mean_epochs(half) == pytest.approx(2 * estimate.MEAN_EPOCHS[key])
     with pytest.raises(estimate.NoModel):
         estimate.mean_epochs(("lbfgs", 0.1, 8, "clean", 0, 32))
+
+
+def test_mean_epochs_across_batch_sizes():
+    """Plain SGD's measured epochs grow ∝ batch (steps to fit do not depend on it: a measured law, checked here on
+    the table), so an unmeasured batch scales from the nearest measured one; an overtraining length adds its epochs."""
+    a = estimate._batch_exponent("sgd", "clean")
+    assert 0.85 <= a <= 1.15, a
+    b1 = estimate.mean_epochs(("sgd", 0.01, 1, "clean", 0, 32))
+    assert b1 == pytest.approx(estimate.MEAN_EPOCHS[("sgd", 0.01, 8, "clean", 0, 32)] / 8**a)
+    assert estimate.mean_epochs(("sgd", 0.01, 8, "clean", 10, 32)) == pytest.approx(
+        estimate.MEAN_EPOCHS[("sgd", 0.01, 8, "clean", 0, 32)] + 10)
+    assert 0 < estimate._batch_exponent("adam", "keras") < 1  # adaptive optimisers: fewer steps at larger batches
 
 
 def test_unknown_chapter_or_parameters_render_no_model():

@@ -139,23 +139,41 @@ def _train_flops_per_example(d: int, hidden: Iterable[int]) -> float:
     return 2 * first + 3 * rest
 
 
+def _batch_exponent(opt: str, rule: str) -> float:
+    """Exponent a in epochs ∝ batch^a for ``opt`` under ``rule``, from the settings measured at two batch sizes with
+    the same learning rate (mean over them); 1 (constant steps to fit, SGD's law) when none are."""
+    logs = []
+    for k, v in MEAN_EPOCHS.items():
+        if k[0] != opt or k[3] != rule:
+            continue
+        for k2, v2 in MEAN_EPOCHS.items():
+            if k2[0] == opt and k2[1] == k[1] and k2[3:] == k[3:] and k2[2] > k[2]:
+                logs.append(math.log(v2 / v) / math.log(k2[2] / k[2]))
+    return sum(logs) / len(logs) if logs else 1.0
+
+
 def mean_epochs(key: tuple) -> float:
     """Mean epochs of the setting ``key`` (see ``MEAN_EPOCHS``): the measured value, else that of the nearest measured
-    setting with the same optimiser, batch and stop rule — nearest in learning rate first, then same |S|, then
-    nearest extra (wait / overtraining) epochs — with plain SGD's epochs scaled by the learning-rate ratio (steps to
-    fit ∝ 1/lr) and the difference in extra epochs added; ``NoModel`` when nothing comparable was measured."""
+    setting with the same optimiser and stop rule — same batch if measured, then nearest in learning rate, then same
+    |S|, then nearest extra (wait / overtraining) epochs — scaled: plain SGD's epochs by the learning-rate ratio (steps
+    to fit ∝ 1/lr), every optimiser's by (batch / measured batch)^a with a fitted on the settings measured at two
+    batches (plain SGD: a ≈ 1, i.e. steps to fit independent of the batch), and the difference in extra epochs
+    added. ``NoModel`` when nothing comparable was measured."""
     if key in MEAN_EPOCHS:
         return MEAN_EPOCHS[key]
     mnist = key[0] == "mnist"
-    # positions of (lr, |S|, extra) in the key, and the fields that must match
-    lr_i, n_i, extra_i = (2, 1, 6) if mnist else (1, 5, 4)
-    fixed = (lambda k: (k[0], k[3], k[4], k[5])) if mnist else (lambda k: (k[0], k[2], k[3]))
+    # positions of (lr, batch, |S|, extra) in the key, and the fields that must match
+    lr_i, b_i, n_i, extra_i = (2, 3, 1, 6) if mnist else (1, 2, 5, 4)
+    fixed = (lambda k: (k[0], k[4], k[5])) if mnist else (lambda k: (k[0], k[3]))
     same = [k for k in MEAN_EPOCHS if fixed(k) == fixed(key)]
     if not same:
         raise NoModel(f"no measured mean epochs near {key}")
-    lr = key[lr_i]
-    ref = min(same, key=lambda k: (abs(math.log(k[lr_i] / lr)), k[n_i] != key[n_i], abs(k[extra_i] - key[extra_i])))
+    lr, batch = key[lr_i], key[b_i]
+    ref = min(same, key=lambda k: (k[b_i] != batch, abs(math.log(k[lr_i] / lr)), k[n_i] != key[n_i],
+                                   abs(k[extra_i] - key[extra_i]), abs(math.log(k[b_i] / batch))))
     scale = ref[lr_i] / lr if key[0] in ("sgd", "mnist") else 1.0
+    if ref[b_i] != batch:
+        scale *= (batch / ref[b_i]) ** (1.0 if mnist else _batch_exponent(key[0], key[3]))
     return MEAN_EPOCHS[ref] * scale + max(0, key[extra_i] - ref[extra_i])
 
 
@@ -177,7 +195,9 @@ class _Params:
 def _ensemble(networks: float, key: tuple, d: int, hidden, n_train: int, *, label: str,
               optimizer: str = "sgd") -> Work:
     flops = networks * mean_epochs(key) * _train_flops_per_example(d, hidden) * n_train
-    if optimizer != "sgd":
+    if max(hidden) > 256:
+        kind = "gemm_f32"  # wide layers: the torch path's products are large GEMMs (an assumption: ~the GEMM roof)
+    elif optimizer != "sgd":
         kind = "sgd_torch"
     elif d > 64:
         kind = "sgd_native_wide" if max(hidden) <= 128 else "sgd_torch"
@@ -221,23 +241,27 @@ def _function_probability(p: _Params) -> list[Work]:
 
 
 def _function_probability_boolean(p: _Params) -> list[Work]:
-    """Chapter 1's Boolean page (the authors' set-up: both stop rules, the seven targets, random train sets,
-    optimisers × batches × rules, |S| = 64)."""
+    """Chapter 1's Boolean page (the authors' set-up): the stop-rule study (the Keras and the clean headline runs,
+    six other cells and the Keras runs read at logit 0.5, overtraining under both rules), the seven targets, random
+    train sets, optimisers × batches × rules, |S| = 64 — each per stop rule — then prior sampling and the GP parts.
+    The mean epochs are those measured on target 0011 (``MEAN_EPOCHS``) whatever the page's target."""
     hidden, lr, B = p["bool_hidden"], p["bool_lr"], p["bool_batch"]
-    wait = p["keras_wait"]
-    rules = {"keras": wait, "clean": 0}
-    out = []
-    for rule, extra in rules.items():
-        key = ("sgd", lr, B, rule, extra, 32)
-        out.append(_ensemble(p["main_networks"], key, 7, hidden, 32, label=f"headline, {rule} rule"))
-        out.append(_ensemble(2 * p["cell_networks"], key, 7, hidden, 32, label=f"stop-rule cells, {rule}"))
+    rules = {"keras": p["keras_wait"], "clean": 0}
+    keras, clean = (("sgd", lr, B, rule, extra, 32) for rule, extra in rules.items())
+    k_over = p["overtrain_epochs"]
+    out = [_ensemble(p["main_networks"], keras, 7, hidden, 32, label="headline, Keras rule"),
+           _ensemble(p.get("clean_networks", p["main_networks"]), clean, 7, hidden, 32, label="headline, clean rule"),
+           _ensemble(7 * p["cell_networks"], keras, 7, hidden, 32, label="other stop-rule cells"),
+           _ensemble(2 * p["overtrain_networks"], keras[:4] + (k_over, 32), 7, hidden, 32,
+                     label="overtrained, Keras rule (shared and fresh callback)"),
+           _ensemble(p["overtrain_networks"], clean[:4] + (k_over, 32), 7, hidden, 32,
+                     label="overtrained, clean rule")]
+    for rule, key in (("keras", keras), ("clean", clean)):
         out.append(_ensemble(len(p["targets"]) * p["target_networks"], key, 7, hidden, 32,
                              label=f"seven targets, {rule}"))
         out.append(_ensemble(p["train_sets"] * p["train_set_networks"], key, 7, hidden, 32,
                              label=f"random train sets, {rule}"))
         out.append(_ensemble(p["large_networks"], key[:5] + (64,), 7, hidden, 64, label=f"|S| = 64, {rule}"))
-    out.append(_ensemble(p["overtrain_networks"], ("sgd", lr, B, "keras", p["overtrain_epochs"], 32), 7, hidden, 32,
-                         label="overtrained"))
     for name, olr in zip(p["opt_names"], p["opt_lrs"], strict=True):
         for b in p["opt_batches"]:
             for rule in p["opt_rules"]:
