@@ -16,10 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # scaled from these same times agree by construction. Chapter 1's Boolean page: 94.9 s at load ~2 (2026-11-30); its
 # training and prior-sampling parts are predicted from networks × measured mean epochs × FLOPs and draws at the
 # calibrated rates (78 s of cells measured, 86 s predicted), its GP parts and fixed costs are seconds taken from that
-# run's cell times. The image page has no measured default time on record yet (None: skipped, and said so).
-RATES_2026_11_30 = {"gemm_f32": 107.4e9, "gemm_f64": 70.4e9, "sgd_native": 48.4e9, "sgd_native_wide": 17.2e9,
+# run's cell times. The image page: 365.6 s at load 2-3, the same day; its MNIST ensembles predicted from work and
+# rates (mean epochs 201 / 130 / 206 modelled, 194.8 / 132.5 / 198.8 trained there; 81 s vs 57 s), the GP parts and
+# the CNN / Ionosphere panels are seconds from that run. sgd_native_wide: calibrated 8 minutes later (the calibration
+# then used 8 networks, too few to fill the kernel's threads; now 32).
+RATES_2026_11_30 = {"gemm_f32": 107.4e9, "gemm_f64": 70.4e9, "sgd_native": 48.4e9, "sgd_native_wide": 39.2e9,
                     "sgd_torch": 2.6e9, "prior": 463_778.0, "scaled": 107.4 / 213, "fixed": 1.0}
-MEASURED_DEFAULT = {"function_probability": (94.9, RATES_2026_11_30), "function_probability_images": None,
+MEASURED_DEFAULT = {"function_probability": (94.9, RATES_2026_11_30),
+                    "function_probability_images": (365.6, RATES_2026_11_30),
                     **{c: (s, None) for c, (s, _) in estimate.SCALED.items()}}
 
 
