@@ -37,6 +37,27 @@ def time_call(fn, *, repeats: int = 3, device: torch.device | None = None) -> fl
     return best
 
 
+def cpu_time_roof(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5) -> float:
+    """The one-thread GEMM roof in GFLOP per CPU-second (``time.process_time``): on a machine shared with other work,
+    CPU time is what a process actually got, so ratios of CPU-time rates are a second, load-robust measure beside the
+    wall-clock ones."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, dtype=dtype, generator=gen)
+        b = torch.randn(n, n, dtype=dtype, generator=gen)
+        a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.process_time()
+            a @ b
+            best = min(best, time.process_time() - t0)
+        return 2 * n**3 / best / 1e9
+    finally:
+        torch.set_num_threads(saved)
+
+
 def gemm_roof(dtype: torch.dtype, device: torch.device, *, quick: bool = False) -> float:
     """max over n of 2n³ / t for an n×n GEMM (GFLOP/s)."""
     sizes = (1024, 2048) if quick else (1024, 2048, 4096)

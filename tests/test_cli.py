@@ -367,7 +367,8 @@ def test_an_infinite_cell_timeout_means_no_limit(project, capsys, monkeypatch, a
 def test_list_estimate_prints_a_time_per_chapter_and_profile(project, capsys, monkeypatch):
     from sgdbayes import estimate
 
-    rates = {"gemm_f32": 1e11, "gemm_f64": 5e10, "ens_bool": 2e10, "ens_mlp": 3e10, "prior": 1e5}
+    rates = {"gemm_f32": 1e11, "gemm_f64": 5e10, "sgd_native": 2e10, "sgd_native_wide": 3e10, "sgd_torch": 3e9,
+             "prior": 1e5}
     monkeypatch.setattr(estimate, "calibrate", lambda quick=True: rates)
     assert main(["list", "--estimate"]) == 0
     out = capsys.readouterr().out

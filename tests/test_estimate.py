@@ -11,9 +11,20 @@ from sgdbayes import estimate
 from sgdbayes.chapters import discover, load_profiles, resolve_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-# measured default-profile seconds per chapter on the reference machine (README, first make book)
-MEASURED_DEFAULT = {"function_probability": 770.0, "sgd_variational_inference": 69.0, "constant_sgd": 133.0,
-                    "polyak_averaging": 38.0, "report": 4.0}
+# Measured default-profile seconds per chapter (`time sgdbayes run CHAPTER --force` on the 2-core machine shared with
+# other work) and the rates `sgdbayes list --estimate` calibrated beside the run (None: REFERENCE_RATES). The chapters
+# scaled from these same times agree by construction. Chapter 1's Boolean page: 94.9 s at load ~2 (2026-11-30); its
+# training and prior-sampling parts are predicted from networks × measured mean epochs × FLOPs and draws at the
+# calibrated rates (78 s of cells measured, 86 s predicted), its GP parts and fixed costs are seconds taken from that
+# run's cell times. The image page: 365.6 s at load 2-3, the same day; its MNIST ensembles predicted from work and
+# rates (mean epochs 201 / 130 / 206 modelled, 194.8 / 132.5 / 198.8 trained there; 81 s vs 57 s), the GP parts and
+# the CNN / Ionosphere panels are seconds from that run. sgd_native_wide: calibrated 8 minutes later (the calibration
+# then used 8 networks, too few to fill the kernel's threads; now 32).
+RATES_2026_11_30 = {"gemm_f32": 107.4e9, "gemm_f64": 70.4e9, "sgd_native": 48.4e9, "sgd_native_wide": 39.2e9,
+                    "sgd_torch": 2.6e9, "prior": 463_778.0, "scaled": 107.4 / 213, "fixed": 1.0}
+MEASURED_DEFAULT = {"function_probability": (94.9, RATES_2026_11_30),
+                    "function_probability_images": (365.6, RATES_2026_11_30),
+                    **{c: (s, None) for c, (s, _) in estimate.SCALED.items()}}
 
 
 def _resolved():
@@ -42,18 +53,23 @@ def test_training_flops_match_the_benchmark_count():
     assert estimate._train_flops_per_example(7, (40, 40)) == 2 * first + 3 * (model.flops_per_example() - first)
 
 
-def test_default_estimates_within_1_5_of_measured_times():
-    """With the reference machine's rates, each chapter's default-profile estimate lies within a factor 1.5 of the
-    time measured there. For function_probability this checks the work model (networks × epochs × FLOPs, prior
-    draws, ...); the chapters scaled from their measured default time agree by construction."""
+@pytest.mark.parametrize("chapter", sorted(MEASURED_DEFAULT))
+def test_default_estimates_within_1_5_of_measured_times(chapter):
+    """With the reference machine's rates (calibrated beside the measured runs), each chapter's default-profile
+    estimate lies within a factor 1.5 of the time measured there. For function_probability this checks the work
+    model (networks × measured mean epochs × FLOPs on the native or torch path, prior draws, the GP parts); the
+    chapters scaled from their measured default time agree by construction. A chapter whose current parameters the
+    model does not know (a rewrite landed) is skipped here and shows "no model"."""
     resolved, _ = _resolved()
-    for chapter, measured in MEASURED_DEFAULT.items():
-        if chapter not in resolved:
-            continue
-        works = estimate.estimate_work(chapter, resolved[chapter]["default"], resolved[chapter]["default"])
-        assert works is not None, chapter
-        here, _ = estimate.predict(works, estimate.REFERENCE_RATES)
-        assert measured / 1.5 <= here <= measured * 1.5, (chapter, here, measured)
+    if chapter not in resolved:
+        pytest.skip(f"no chapter {chapter} in this book")
+    works = estimate.estimate_work(chapter, resolved[chapter]["default"], resolved[chapter]["default"])
+    assert works is not None, f"the model does not know {chapter}'s current parameters"
+    if MEASURED_DEFAULT[chapter] is None:
+        pytest.skip(f"no measured default-profile time of {chapter} on record yet")
+    measured, rates = MEASURED_DEFAULT[chapter]
+    here, _ = estimate.predict(works, rates or estimate.REFERENCE_RATES)
+    assert measured / 1.5 <= here <= measured * 1.5, (chapter, here, measured)
 
 
 def test_paper_profile_costs_more_and_render_shows_every_chapter():
@@ -63,10 +79,47 @@ def test_paper_profile_costs_more_and_render_shows_every_chapter():
     for chapter in resolved:
         assert chapter in text
     assert "default here" in text and "paper GPU" in text and "total" in text and "H200" in text
-    fp = resolved["function_probability"]
-    d = estimate.predict(estimate.estimate_work("function_probability", fp["default"]), rates)[0]
-    p = estimate.predict(estimate.estimate_work("function_probability", fp["paper"]), rates)[0]
-    assert p > 10 * d
+    assert "no model" not in text, text  # every chapter of this book and each of its profiles is modelled
+    for chapter in ("function_probability", "function_probability_images", "synthesis"):
+        d_work = estimate.estimate_work(chapter, resolved[chapter]["default"])
+        p_work = estimate.estimate_work(chapter, resolved[chapter]["paper"])
+        assert estimate.predict(p_work, rates)[0] > 10 * estimate.predict(d_work, rates)[0], chapter
+
+
+def test_mean_epochs_measured_scaled_or_no_model():
+    key = next(k for k in estimate.MEAN_EPOCHS if k[0] == "sgd")
+    assert estimate.mean_epochs(key) == estimate.MEAN_EPOCHS[key]
+    # plain SGD at half the learning rate: twice the epochs of the nearest measured setting (steps to fit ∝ 1/lr)
+    half = (key[0], key[1] / 2, *key[2:])
+    if half not in estimate.MEAN_EPOCHS:
+        assert estimate.mean_epochs(half) == pytest.approx(2 * estimate.MEAN_EPOCHS[key])
+    with pytest.raises(estimate.NoModel):
+        estimate.mean_epochs(("lbfgs", 0.1, 8, "clean", 0, 32))
+
+
+def test_mean_epochs_across_batch_sizes():
+    """Plain SGD's measured epochs grow ∝ batch (steps to fit do not depend on it: a measured law, checked here on
+    the table), so an unmeasured batch scales from the nearest measured one; an overtraining length adds its epochs."""
+    a = estimate._batch_exponent("sgd", "clean")
+    assert 0.85 <= a <= 1.15, a
+    b1 = estimate.mean_epochs(("sgd", 0.01, 1, "clean", 0, 32))
+    assert b1 == pytest.approx(estimate.MEAN_EPOCHS[("sgd", 0.01, 8, "clean", 0, 32)] / 8**a)
+    assert estimate.mean_epochs(("sgd", 0.01, 8, "clean", 10, 32)) == pytest.approx(
+        estimate.MEAN_EPOCHS[("sgd", 0.01, 8, "clean", 0, 32)] + 10)
+    assert 0 < estimate._batch_exponent("adam", "keras") < 1  # adaptive optimisers: fewer steps at larger batches
+
+
+def test_unknown_chapter_or_parameters_render_no_model():
+    """A chapter without a model, or a version of a modelled chapter with other parameters, shows "no model" and the
+    total says it covers the modelled chapters only; nothing raises."""
+    assert estimate.estimate_work("no_such_chapter", {}) is None
+    assert estimate.estimate_work("function_probability", {"profile": "default", "new_knob": 3}) is None
+    assert estimate.estimate_work("synthesis", {"grid_lrs": [0.1]}) is None
+    chapters = {"no_such_chapter": {"default": {}}, "report": {"default": {"profile": "default"}},
+                "function_probability": {"default": {"only": 1}}}
+    text = estimate.render(chapters, ["default"], rates=dict(estimate.REFERENCE_RATES))
+    assert text.count("no model") == 4 and "total (modelled chapters)" in text
+    assert "report" in text
 
 
 def test_calibration_measures_every_kind():

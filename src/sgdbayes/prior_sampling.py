@@ -311,9 +311,9 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
             is faster there — and 64 blocks on CUDA). Does not change the result.
         block: networks per random-number block (part of the stream's definition).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, …; dtype: float32 (default) or float64.
-        threads: worker threads drawing and evaluating chunks concurrently (≥ 1; default
-            ``torch.get_num_threads()`` on CPU, 1 on CUDA; 1 runs everything in the calling thread). Does not change
-            the result.
+        threads: worker threads drawing and evaluating chunks concurrently (≥ 1; default on CPU
+            ``sgdbayes.ensembles.fused.default_threads()`` with the native kernel, else ``torch.get_num_threads()``;
+            1 on CUDA; 1 runs everything in the calling thread). Does not change the result.
         progress: show a tqdm bar.
 
     Returns: :class:`PriorSamples` (``counts``, ``n_sampled``, ``n_consistent``, timing and the config).
@@ -345,8 +345,6 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
         chunk = block * 64 if dev.type == "cuda" else max(int(block), 2048)
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
-    if threads is None:
-        threads = 1 if dev.type == "cuda" else max(1, torch.get_num_threads())
     blocks_per_chunk = -(-int(chunk) // block)
 
     x_train, y, x_test = _check_inputs(x_train, y_train, x_test, dev, dtype)
@@ -354,6 +352,17 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
     layers = _layer_sizes(d, widths)
     n_params = n_parameters(d, widths)
     phi = _NONLINEARITIES[nonlinearity]
+    lib = None
+    if USE_NATIVE and dev.type == "cpu" and dtype == torch.float32 and nonlinearity == "relu" \
+            and int(block) * n_params >= 16:
+        lib = _native_prior((d, *widths, 1))
+    if threads is None:
+        # the native path's work is in its own kernel: every CPU (fused.default_threads), whatever torch's thread
+        # count (chapters set torch to one thread for its tiny ops); the torch path keeps torch's count
+        from sgdbayes.ensembles.fused import default_threads
+
+        threads = 1 if dev.type == "cuda" else (default_threads() if lib is not None
+                                                else max(1, torch.get_num_threads()))
     n_blocks = -(-int(n_samples) // block)
     starts = range(0, n_blocks, blocks_per_chunk)
     threads = min(int(threads), len(starts))
@@ -377,10 +386,6 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
             pending, pending_rows = [], 0
         bar.update(n_chunk)
 
-    lib = None
-    if USE_NATIVE and dev.type == "cpu" and dtype == torch.float32 and nonlinearity == "relu" \
-            and int(block) * n_params >= 16:
-        lib = _native_prior((d, *widths, 1))
     args = (int(n_samples), int(seed), int(block), x_train, y, x_test, layers, float(sigma_w), float(sigma_b), phi,
             lib)
     with torch.inference_mode():

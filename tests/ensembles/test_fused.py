@@ -44,7 +44,10 @@ def _reference(model: FCN, params, m: int, X, y, perms, lr, loss, B):
 @pytest.mark.parametrize("d, widths, n, B, loss", [
     (7, (40, 40), 32, 8, "ce"),        # the Boolean setting
     (13, (24, 16), 21, 8, "mse"),      # padded fan-in (13 -> 16), B does not divide n, widths not multiples of 8
-    (5, (12,), 10, 3, "ce"),           # one hidden layer, batch padded to 4
+    (5, (12,), 10, 3, "ce"),           # one hidden layer, batch padded to 4 (four networks per vector)
+    (20, (24,), 50, 16, "ce"),         # one network per vector; 16 inputs transposed in registers + 4 more
+    (40, (10, 12), 70, 32, "mse"),     # two 16-lane chunks per vector; last minibatch of 6 rows
+    (35, (8,), 150, 128, "ce"),        # eight chunks; one step of 128 rows and one of 22
 ])
 def test_native_epochs_match_one_network_at_a_time(d, widths, n, B, loss):
     model = FCN(d, widths, sigma_b=0.5)

@@ -157,22 +157,27 @@ def test_sgd_step_equals_autograd_sgd(loss, stacked):
 
 @pytest.mark.parametrize("chunk,batch_size,loss", [(1, 4, "ce"), (4, 4, "mse"), (1, 16, "mse"), (4, 3, "ce")])
 def test_fused_sgd_equals_autograd_path(monkeypatch, chunk, batch_size, loss):
-    """Plain SGD: the fused step (FUSED_SGD, default) and the autograd + BatchedOptimizer path give the same networks
-    (same seeds; statuses, fit epochs with 3 overtraining epochs, labels exactly; parameters to float rounding)."""
+    """Plain SGD: the native kernel (NATIVE_SGD, default where it builds), the fused torch step (FUSED_SGD) and the
+    autograd + BatchedOptimizer path give the same networks (same seeds; statuses, fit epochs with 3 overtraining
+    epochs, labels exactly; parameters to float rounding)."""
     X, y, Xe = boolean_data(seed=8)
     kw = dict(n_networks=4, seed=21, optimizer="sgd", lr=0.1, loss=loss, batch_size=batch_size, max_epochs=150,
               overtrain_epochs=3, chunk_size=chunk, return_params=True, progress=False)
     model = FCN(5, (16, 12), sigma_w=1.3, sigma_b=0.2)
+    default = train_ensemble(model, X, y, Xe, **kw)
+    monkeypatch.setattr(train_mod, "NATIVE_SGD", False)
     fused = train_ensemble(model, X, y, Xe, **kw)
     monkeypatch.setattr(train_mod, "FUSED_SGD", False)
     plain = train_ensemble(model, X, y, Xe, **kw)
+    assert fused.config["path"] == plain.config["path"] == "torch"
     assert fused.fitted.sum() >= 3, "too few networks fitted for a meaningful comparison"
-    np.testing.assert_array_equal(fused.status, plain.status)
-    np.testing.assert_array_equal(fused.epochs_to_fit, plain.epochs_to_fit)
-    np.testing.assert_array_equal(fused.epochs_trained, plain.epochs_trained)
-    assert torch.equal(fused.test_labels, plain.test_labels)
-    for p, q in zip(fused.params, plain.params):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    for other in (default, fused):
+        np.testing.assert_array_equal(other.status, plain.status)
+        np.testing.assert_array_equal(other.epochs_to_fit, plain.epochs_to_fit)
+        np.testing.assert_array_equal(other.epochs_trained, plain.epochs_trained)
+        assert torch.equal(other.test_labels, plain.test_labels)
+        for p, q in zip(other.params, plain.params):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def _teacher_data(n=200, d=10, seed=0):
@@ -205,7 +210,9 @@ class SizeRecordingFCN(FCN):
 ])
 def test_prefix_screened_check_equals_full_check(monkeypatch, optimizer, lr, chunk, k_over, max_epochs):
     """The end-of-epoch check screened on CHECK_PREFIX examples gives exactly the results of the full check on S
-    (statuses, epochs, accuracies, losses, parameters, labels), and it did skip full checks."""
+    (statuses, epochs, accuracies, losses, parameters, labels), and it did skip full checks. (The torch paths'
+    check; the native kernel screens inside its own check, tests/ensembles/test_native_train.py.)"""
+    monkeypatch.setattr(train_mod, "NATIVE_SGD", False)
     X, y, Xe = _teacher_data()
     kw = dict(n_networks=6, seed=0, optimizer=optimizer, lr=lr, batch_size=50, max_epochs=max_epochs,
               overtrain_epochs=k_over, chunk_size=chunk, return_params=True, progress=False)

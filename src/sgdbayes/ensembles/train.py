@@ -11,7 +11,13 @@ Algorithm (one chunk of networks at a time, see ``auto_chunk_size``):
    Two exact fast paths (same law, same seeds; equal to the general path up to float rounding): a chunk of one
    network (wide nets on CPU) runs with ``torch.nn``-shaped 2-D tensors (``model.forward_single``, ``addmm``) instead
    of batch-1 ``bmm``; plain SGD (momentum 0) on an FCN runs ``FCN.sgd_step_``, a hand-written backward whose
-   weight updates are fused into the gradient GEMMs (``FUSED_SGD``).
+   weight updates are fused into the gradient GEMMs (``FUSED_SGD``). On CPU with a C++ compiler, plain SGD on an
+   FCN of up to ``fused.NATIVE_MAX_PARAMS`` parameters at batch ≤ ``fused.NATIVE_MAX_BATCH`` takes the native path
+   (``NATIVE_SGD``, ``sgdbayes.ensembles.fused.train_runs``): each network runs from its first epoch to the end of
+   its run in a compiled kernel — same initial parameters, same visiting orders, the stop rule below applied at the
+   same epoch ends, its function on E taken there — with two (batch ≤ 8) or four (batch ≤ 4) networks sharing each
+   vector register; ~10× the torch path, equal to it up to float rounding (on the chapter's Boolean ensembles of
+   10⁴ networks: the same statuses, epochs and functions for every network, ``benchmarks/counts_equivalence.py``).
 3. After every epoch the training accuracy of every network is measured on the full S (as in the authors' code);
    for |S| > 2·``CHECK_PREFIX`` a network that misclassifies one of the first ``CHECK_PREFIX`` examples and
    provably has finite logits is known not to have fitted without evaluating the rest (``_epoch_check``).
@@ -52,6 +58,7 @@ from sgdbayes.device import get_device
 from sgdbayes.ensembles.models import FCN, EnsembleModel
 from sgdbayes.ensembles.optim import BatchedOptimizer, make_optimizer
 from sgdbayes.ensembles.stop import StopRule, as_stop_rule, process_layout
+from sgdbayes.progress import bar as progress_bar
 
 __all__ = ["EnsembleResult", "train_ensemble", "network_streams", "epoch_permutations", "auto_chunk_size",
            "STATUSES", "LOSSES", "StopRule"]
@@ -78,6 +85,10 @@ MEMORY_CAP_BYTES = 1 * 2**30
 # the same law and seeds, equal to the autograd + BatchedOptimizer path up to float rounding (which individual
 # trajectories can amplify over many steps). False forces the autograd path (tests compare the two).
 FUSED_SGD = True
+# Plain SGD on an FCN on CPU with a C++ compiler takes the native path (sgdbayes.ensembles.fused.train_runs): whole runs
+# in a compiled kernel, the stop rule included, networks sharing vector registers; same law, seeds and stop rules,
+# equal to the torch paths up to float rounding. False forces the torch paths (tests and benchmarks compare them).
+NATIVE_SGD = True
 # End-of-epoch check (its full-S forward is ~1/3 of an epoch's FLOPs at batch 32): screen every network on the first
 # CHECK_PREFIX examples of S and finish the check on all of S only for the networks that may have fitted, finish now,
 # or could have non-finite logits (see _epoch_check); exact, not an estimate.
@@ -93,16 +104,71 @@ def network_streams(seed: int, indices: Sequence[int]) -> tuple[list[int], Tenso
     i-th child of ``sgdbayes.seed.spawn_seeds(seed, ·)``).
 
     Returns ``(init_seeds, keys)``: a 63-bit seed per network for its initialisation, and ``keys`` (int64 ``[m, 2]``,
-    two 32-bit words) for its minibatch stream (``epoch_permutations``).
+    two 32-bit words) for its minibatch stream (``epoch_permutations``). The four state words are
+    ``SeedSequence.generate_state(4)``, computed for all indices below 2³² at once by ``_seed_sequence_words``
+    (numpy's algorithm, vectorised; tests compare it with ``SeedSequence`` itself).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    init_seeds, keys = [], np.empty((len(indices), 2), dtype=np.int64)
-    for r, i in enumerate(indices):
-        words = np.random.SeedSequence(int(seed), spawn_key=(int(i),)).generate_state(4, dtype=np.uint32)
-        init_seeds.append((int(words[0]) << 31) | (int(words[1]) >> 1))
-        keys[r] = words[2:4]
-    return init_seeds, torch.from_numpy(keys)
+    idx = [int(i) for i in indices]
+    if any(i < 0 for i in idx):
+        raise ValueError("network indices must be >= 0")
+    if idx and max(idx) < 2**32:
+        words = _seed_sequence_words(int(seed), np.asarray(idx, dtype=np.uint64))
+    else:
+        words = np.array([np.random.SeedSequence(int(seed), spawn_key=(i,)).generate_state(4, dtype=np.uint32)
+                          for i in idx], dtype=np.uint32).reshape(len(idx), 4)
+    init_seeds = ((words[:, 0].astype(np.uint64) << np.uint64(31)) | (words[:, 1].astype(np.uint64) >> np.uint64(1)))
+    return [int(v) for v in init_seeds], torch.from_numpy(words[:, 2:4].astype(np.int64))
+
+
+_SS_INIT_A, _SS_MULT_A, _SS_INIT_B, _SS_MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_SS_MIX_L, _SS_MIX_R = 0xCA01F9DD, 0x4973F715
+
+
+def _seed_sequence_words(seed: int, indices: np.ndarray, n_words: int = 4) -> np.ndarray:
+    """``SeedSequence(seed, spawn_key=(i,)).generate_state(n_words)`` for every i of ``indices`` (uint64 < 2³²) at
+    once: uint32 ``[m, n_words]``. numpy's algorithm (``numpy/random/bit_generator.pyx``): the entropy words of
+    ``seed`` (padded with zeros to the pool size 4, as numpy does when a spawn key is present) then ``i`` are hashed
+    into a pool of 4 words (``hashmix``/``mix``, whose multiplier sequence does not depend on the data), and the
+    output words are hashed from the pool."""
+    run, n = [], int(seed)
+    while True:
+        run.append(n & 0xFFFFFFFF)
+        n >>= 32
+        if n == 0:
+            break
+    run += [0] * (4 - len(run)) if len(run) < 4 else []
+    m = indices.shape[0]
+    entropy = [np.full(m, w, dtype=np.uint32) for w in run] + [indices.astype(np.uint32)]
+    const = _SS_INIT_A
+
+    def hashmix(v: np.ndarray) -> np.ndarray:
+        nonlocal const
+        v = v ^ np.uint32(const)
+        const = (const * _SS_MULT_A) & 0xFFFFFFFF
+        v = v * np.uint32(const)
+        return v ^ (v >> np.uint32(16))
+
+    def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r = np.uint32(_SS_MIX_L) * x - np.uint32(_SS_MIX_R) * y
+        return r ^ (r >> np.uint32(16))
+
+    pool = [hashmix(entropy[i]) for i in range(4)]
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for src in range(4, len(entropy)):
+        for dst in range(4):
+            pool[dst] = mix(pool[dst], hashmix(entropy[src]))
+    const, out = _SS_INIT_B, []
+    for k in range(n_words):
+        v = pool[k % 4] ^ np.uint32(const)
+        const = (const * _SS_MULT_B) & 0xFFFFFFFF
+        v = v * np.uint32(const)
+        out.append(v ^ (v >> np.uint32(16)))
+    return np.stack(out, axis=1) if m else np.zeros((0, n_words), dtype=np.uint32)
 
 
 def _mul32(x: Tensor, c: int) -> Tensor:
@@ -518,9 +584,11 @@ def train_ensemble(
         "test_labels": torch.zeros((M, Xe.shape[0]), dtype=torch.bool),
     }
     params_out = [torch.empty((M, *s)) for s in model.param_shapes] if return_params else None
+    native = _use_native(model, opt, B, device)
+    config["path"] = "native" if native else "torch"
     spec = _RunSpec(model, opt, X, y, target, Xe, fit_threshold, label_threshold, loss, B, steps_per_epoch,
                     max_epochs, k_over, rule.wait if rule.kind == "keras" else None, int(seed), chunk,
-                    return_params)
+                    return_params, native)
     positions = np.arange(M)
     g_all = index_offset + positions
 
@@ -541,9 +609,8 @@ def train_ensemble(
         return rec["first_fit"]
 
     process, leader = np.full(M, -1, dtype=np.int64), np.zeros(M, dtype=bool)
-    from tqdm.auto import tqdm
-
-    with tqdm(total=M, desc=f"{M} nets", unit="net", disable=not progress, leave=False) as bar:
+    with progress_bar(total=M, desc=f"train {M} nets ({'native' if native else 'torch'})", unit="net",
+                      disable=not progress) as bar:
         if not rule.shares_floor:
             # independent runs; under the Keras rule with fresh callbacks each run's floor is its own e0 + wait
             record(g_all, None if rule.kind == "clean" else np.full(M, -1, dtype=np.int64))
@@ -616,6 +683,18 @@ class _RunSpec:
     seed: int
     chunk: int
     return_params: bool
+    native: bool = False  # plain SGD on an FCN on CPU: whole runs in the compiled kernel (_train_chunk_native)
+
+
+def _use_native(model: EnsembleModel, opt: BatchedOptimizer, B: int, device: torch.device) -> bool:
+    """Whether ``train_ensemble`` takes the native path: ``NATIVE_SGD``, plain SGD (momentum 0) on an FCN on CPU,
+    a batch and a network the kernel takes (``fused.native_supported``), and a kernel that builds here."""
+    if not (NATIVE_SGD and device.type == "cpu" and isinstance(model, FCN) and opt.name == "sgd"
+            and opt.hyper.get("momentum", 0) == 0):
+        return False
+    from sgdbayes.ensembles.fused import native_kernel, native_supported
+
+    return not native_supported(model, B) and native_kernel(model, B) is not None
 
 
 def _train_networks(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
@@ -625,11 +704,42 @@ def _train_networks(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | No
     parts = []
     for start in range(0, len(indices), spec.chunk):
         sl = slice(start, start + spec.chunk)
-        parts.append(_train_chunk(spec, indices[sl], None if floors is None else floors[sl], counted[sl], bar))
+        train_chunk = _train_chunk_native if spec.native else _train_chunk
+        parts.append(train_chunk(spec, indices[sl], None if floors is None else floors[sl], counted[sl], bar))
     rec = {k: np.concatenate([r[k] for r in parts]) for k in parts[0] if k not in ("test_labels", "params")}
     rec["test_labels"] = torch.cat([r["test_labels"] for r in parts])
     rec["params"] = [torch.cat(ps) for ps in zip(*(r["params"] for r in parts))] if spec.return_params else None
     return rec
+
+
+def _train_chunk_native(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,
+                        bar) -> dict[str, Any]:
+    """``_train_chunk``'s record for the networks of global ``indices``, trained by the native kernel
+    (``sgdbayes.ensembles.fused.train_runs``): the same initial parameters (``fused.init_params`` = ``model.init``
+    bit for bit), the same visiting orders (generated in the kernel), the same stop rule applied at the same epoch
+    ends; each network runs start to end in the kernel, so a finished network is never touched again, and its
+    labelling of E is taken in the kernel from its final parameters."""
+    from sgdbayes.ensembles.fused import init_params, train_runs
+
+    model, m0 = spec.model, len(indices)
+    init_seeds, keys = network_streams(spec.seed, [int(i) for i in indices])
+    params = init_params(model, init_seeds)
+    keras = spec.wait is not None
+
+    def done(lo: int, hi: int) -> None:
+        if bar is not None:
+            bar.update(int(counted[lo:hi].sum()))
+
+    rec = train_runs(model, params, spec.X, spec.target, spec.y, keys, lr=spec.opt.hyper["lr"], loss=spec.loss,
+                     batch_size=spec.B, threshold=spec.fit_threshold, rule="keras" if keras else "clean",
+                     max_epochs=spec.max_epochs, overtrain_epochs=spec.k_over, wait=spec.wait or 0,
+                     floors=(np.full(m0, -1, dtype=np.int64) if floors is None else floors) if keras else None,
+                     X_test=spec.Xe, label_threshold=spec.label_threshold, on_done=done)
+    labels = rec["test_labels"]
+    return {"status": rec["status"], "first_fit": rec["first_fit"], "epochs_trained": rec["epochs_trained"],
+            "train_accuracy": rec["train_accuracy"], "train_loss": rec["train_loss"],
+            "fits_by_sign": rec["fits_by_sign"], "stop_floor": rec["stop_floor"], "test_labels": labels,
+            "params": [p.clone() for p in params] if spec.return_params else None}
 
 
 def _train_chunk(spec: _RunSpec, indices: np.ndarray, floors: np.ndarray | None, counted: np.ndarray,

@@ -23,6 +23,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -58,10 +59,31 @@ void mt_seed(MT& m, uint64_t seed) {
   m.next = MT_N;
 }
 
+#if defined(__AVX512F__)
+inline __m512i twist16(__m512i a, __m512i b, __m512i c) {  // twist() on 16 lanes
+  const __m512i y = _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(int(UPPER))),
+                                    _mm512_and_si512(b, _mm512_set1_epi32(int(LOWER))));
+  const __mmask16 odd = _mm512_test_epi32_mask(y, _mm512_set1_epi32(1));
+  const __m512i r = _mm512_xor_si512(c, _mm512_srli_epi32(y, 1));
+  return _mm512_mask_xor_epi32(r, odd, r, _mm512_set1_epi32(int(MT_A)));
+}
+#endif
+
 void mt_refill(MT& m) {
   uint32_t* s = m.s;
-  for (int i = 0; i < MT_N - MT_M; ++i) s[i] = twist(s[i], s[i + 1], s[i + MT_M]);
-  for (int i = MT_N - MT_M; i < MT_N - 1; ++i) s[i] = twist(s[i], s[i + 1], s[i + MT_M - MT_N]);
+  int i = 0;
+#if defined(__AVX512F__)
+  // 16 words at a time: s[i + 1 .. i + 16] are still the old words, s[i + M] (first loop) old, s[i + M - N] (second
+  // loop, 227 behind) already new, exactly as in the one-word recurrence
+  auto ld = [](const uint32_t* p) { return _mm512_loadu_si512(p); };
+  for (; i + 16 <= MT_N - MT_M; i += 16) _mm512_storeu_si512(s + i, twist16(ld(s + i), ld(s + i + 1), ld(s + i + MT_M)));
+#endif
+  for (; i < MT_N - MT_M; ++i) s[i] = twist(s[i], s[i + 1], s[i + MT_M]);
+#if defined(__AVX512F__)
+  for (; i + 16 <= MT_N - 1; i += 16)
+    _mm512_storeu_si512(s + i, twist16(ld(s + i), ld(s + i + 1), ld(s + i + MT_M - MT_N)));
+#endif
+  for (; i < MT_N - 1; ++i) s[i] = twist(s[i], s[i + 1], s[i + MT_M - MT_N]);
   s[MT_N - 1] = twist(s[MT_N - 1], s[0], s[MT_M - 1]);
   for (int i = 0; i < MT_N; ++i) {
     uint32_t y = s[i];
@@ -170,6 +192,145 @@ inline void box_muller16(float* d) {  // NormalFill16<float> (AVX2) with mean 0,
   _mm256_storeu_ps(d + 8, _mm256_fmadd_ps(_mm256_mul_ps(radius, s), C8(1.0f), _mm256_setzero_ps()));
 }
 
+#if defined(__AVX512F__)
+// The same Box-Muller on two groups at once (lanes 0-7 from group A, 8-15 from group B): every lane runs exactly the
+// operations of log8 / sincos8 / box_muller16 above, so the values are bit-identical; sixteen lanes and two
+// independent chains per call instead of eight and one (the AVX2 form is latency-bound).
+#define C16(x) _mm512_set1_ps(x)
+#define I16(x) _mm512_set1_epi32(x)
+inline __m512 and16(__m512 a, __m512i b) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), b)); }
+inline __m512 xor16(__m512 a, __m512 b) {
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+inline __m512 log16(__m512 x) {
+  const __m512 one = C16(1.0f);
+  const __mmask16 invalid = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LE_OS);
+  x = _mm512_max_ps(x, _mm512_castsi512_ps(I16(0x00800000)));
+  __m512i imm0 = _mm512_srli_epi32(_mm512_castps_si512(x), 23);
+  x = and16(x, I16(~0x7f800000));
+  x = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_castps_si512(C16(0.5f))));
+  imm0 = _mm512_sub_epi32(imm0, I16(0x7f));
+  __m512 e = _mm512_add_ps(_mm512_cvtepi32_ps(imm0), one);
+  const __mmask16 mask = _mm512_cmp_ps_mask(x, C16(0.707106781186547524f), _CMP_LT_OS);
+  const __m512 tmp = _mm512_maskz_mov_ps(mask, x);
+  x = _mm512_sub_ps(x, one);
+  e = _mm512_sub_ps(e, _mm512_maskz_mov_ps(mask, one));
+  x = _mm512_add_ps(x, tmp);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 y = _mm512_fmadd_ps(C16(7.0376836292E-2f), x, C16(-1.1514610310E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(1.1676998740E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(-1.2420140846E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(1.4249322787E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(-1.6668057665E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(2.0000714765E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(-2.4999993993E-1f));
+  y = _mm512_fmadd_ps(y, x, C16(3.3333331174E-1f));
+  y = _mm512_mul_ps(y, x);
+  y = _mm512_fmadd_ps(y, z, _mm512_mul_ps(e, C16(-2.12194440e-4f)));
+  y = _mm512_fnmadd_ps(z, C16(0.5f), y);
+  x = _mm512_add_ps(x, y);
+  x = _mm512_fmadd_ps(e, C16(0.693359375f), x);
+  return _mm512_mask_mov_ps(x, invalid, _mm512_castsi512_ps(I16(-1)));  // or with all ones
+}
+
+inline void sincos16(__m512 x, __m512* s, __m512* c) {
+  __m512 sign_sin = and16(x, I16(int(0x80000000u)));
+  x = and16(x, I16(~int(0x80000000u)));
+  __m512 y = _mm512_mul_ps(x, C16(1.27323954473516f));
+  __m512i imm2 = _mm512_cvttps_epi32(y);
+  imm2 = _mm512_add_epi32(imm2, I16(1));
+  imm2 = _mm512_and_si512(imm2, I16(~1));
+  y = _mm512_cvtepi32_ps(imm2);
+  __m512i imm4 = imm2;
+  const __m512i imm0 = _mm512_slli_epi32(_mm512_and_si512(imm2, I16(4)), 29);
+  const __mmask16 poly = _mm512_cmpeq_epi32_mask(_mm512_and_si512(imm2, I16(2)), _mm512_setzero_si512());
+  const __m512 swap_sign_sin = _mm512_castsi512_ps(imm0);
+  x = _mm512_fmadd_ps(y, C16(-0.78515625f), x);
+  x = _mm512_fmadd_ps(y, C16(-2.4187564849853515625e-4f), x);
+  x = _mm512_fmadd_ps(y, C16(-3.77489497744594108e-8f), x);
+  imm4 = _mm512_sub_epi32(imm4, I16(2));
+  imm4 = _mm512_andnot_si512(imm4, I16(4));
+  imm4 = _mm512_slli_epi32(imm4, 29);
+  const __m512 sign_cos = _mm512_castsi512_ps(imm4);
+  sign_sin = xor16(sign_sin, swap_sign_sin);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 yc = _mm512_fmadd_ps(C16(2.443315711809948E-005f), z, C16(-1.388731625493765E-003f));
+  yc = _mm512_fmadd_ps(yc, z, C16(4.166664568298827E-002f));
+  yc = _mm512_mul_ps(yc, z);
+  yc = _mm512_fmsub_ps(yc, z, _mm512_mul_ps(z, C16(0.5f)));
+  yc = _mm512_add_ps(yc, C16(1.0f));
+  __m512 ys = _mm512_fmadd_ps(C16(-1.9515295891E-4f), z, C16(8.3321608736E-3f));
+  ys = _mm512_fmadd_ps(ys, z, C16(-1.6666654611E-1f));
+  ys = _mm512_mul_ps(ys, z);
+  ys = _mm512_fmadd_ps(ys, x, x);
+  const __m512 ysin2 = _mm512_maskz_mov_ps(poly, ys);
+  const __m512 ysin1 = _mm512_maskz_mov_ps(__mmask16(~poly), yc);
+  ys = _mm512_sub_ps(ys, ysin2);
+  yc = _mm512_sub_ps(yc, ysin1);
+  *s = xor16(_mm512_add_ps(ysin1, ysin2), sign_sin);
+  *c = xor16(_mm512_add_ps(yc, ys), sign_cos);
+}
+
+inline void box_muller_pair(float* a, float* b) {  // box_muller16(a); box_muller16(b)
+  const __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+  const __m512 hi = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8)), _mm256_loadu_ps(b + 8), 1);
+  const __m512 u1 = _mm512_sub_ps(C16(1.0f), lo);
+  const __m512 radius = _mm512_sqrt_ps(_mm512_mul_ps(C16(-2.0f), log16(u1)));
+  const __m512 theta = _mm512_mul_ps(C16(float(2.0f * 3.14159265358979323846)), hi);
+  __m512 sn, cs;
+  sincos16(theta, &sn, &cs);
+  const __m512 x0 = _mm512_fmadd_ps(_mm512_mul_ps(radius, cs), C16(1.0f), _mm512_setzero_ps());
+  const __m512 x1 = _mm512_fmadd_ps(_mm512_mul_ps(radius, sn), C16(1.0f), _mm512_setzero_ps());
+  _mm256_storeu_ps(a, _mm512_castps512_ps256(x0));
+  _mm256_storeu_ps(a + 8, _mm512_castps512_ps256(x1));
+  _mm256_storeu_ps(b, _mm512_extractf32x8_ps(x0, 1));
+  _mm256_storeu_ps(b + 8, _mm512_extractf32x8_ps(x1, 1));
+}
+#endif
+
+#if defined(__AVX512F__)
+inline __m512 load_pair(const float* a, const float* b) {  // a[0:8] in lanes 0-7, b[0:8] in lanes 8-15
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+}
+inline void store_pair(float* a, float* b, __m512 v) {
+  _mm256_storeu_ps(a, _mm512_castps512_ps256(v));
+  _mm256_storeu_ps(b, _mm512_extractf32x8_ps(v, 1));
+}
+#endif
+
+// box_muller16 on `groups` consecutive groups of 16 uniforms at u, the normals written to d (d may equal u). With
+// AVX-512, in two passes over pairs of groups: first every radius sqrt(-2 log(1 - u1)), written to d's u1 slots
+// (independent iterations, so the long square roots overlap), then every angle and the products — the same
+// operations on every lane as box_muller16, so the same values.
+inline void box_muller_groups(const float* u, float* d, int64_t groups) {
+  int64_t g = 0;
+#if defined(__AVX512F__)
+  const int64_t pairs = groups / 2;
+  for (int64_t q = 0; q < pairs; ++q) {
+    const float* a = u + 32 * q;
+    const __m512 u1 = _mm512_sub_ps(C16(1.0f), load_pair(a, a + 16));
+    float* o = d + 32 * q;
+    store_pair(o, o + 16, _mm512_sqrt_ps(_mm512_mul_ps(C16(-2.0f), log16(u1))));
+  }
+  for (int64_t q = 0; q < pairs; ++q) {
+    float* a = d + 32 * q;
+    const float* b = u + 32 * q;
+    const __m512 radius = load_pair(a, a + 16);
+    const __m512 theta = _mm512_mul_ps(C16(float(2.0f * 3.14159265358979323846)), load_pair(b + 8, b + 24));
+    __m512 sn, cs;
+    sincos16(theta, &sn, &cs);
+    store_pair(a, a + 16, _mm512_fmadd_ps(_mm512_mul_ps(radius, cs), C16(1.0f), _mm512_setzero_ps()));
+    store_pair(a + 8, a + 24, _mm512_fmadd_ps(_mm512_mul_ps(radius, sn), C16(1.0f), _mm512_setzero_ps()));
+  }
+  g = 2 * pairs;
+#endif
+  for (; g < groups; ++g) {
+    if (d != u) std::memcpy(d + 16 * g, u + 16 * g, sizeof(float) * 16);
+    box_muller16(d + 16 * g);
+  }
+}
+
 // The normals of one stream of `size` values (torch's tensor size, >= 16), handed out in order, a slice at a time.
 // Values [0, cut) come from whole groups of the uniforms U[0, size); when size % 16 != 0, values [cut, size) with
 // cut = size - 16 come from 16 further uniforms V (torch's recomputation of the last 16 values).
@@ -204,8 +365,18 @@ struct NormalStream {
         // pos is at a group start: whole groups straight into dst, or the next group into carry
         int64_t groups = (count < cut - pos ? count : cut - pos) / 16;
         if (groups > 0) {
-          mt_uniforms(mt, dst, groups * 16);
-          for (int64_t g = 0; g < groups; ++g) box_muller16(dst + 16 * g);
+          if (mt.next % 16 == 0) {  // groups lie inside refills (624 = 39 x 16): straight from the generator
+            for (int64_t left = groups; left > 0;) {
+              if (mt.next == MT_N) mt_refill(mt);
+              const int64_t k = std::min<int64_t>(left, (MT_N - mt.next) / 16);
+              box_muller_groups(mt.u + mt.next, dst + 16 * (groups - left), k);
+              mt.next += int(16 * k);
+              left -= k;
+            }
+          } else {
+            mt_uniforms(mt, dst, groups * 16);
+            box_muller_groups(dst, dst, groups);
+          }
           dst += groups * 16; pos += groups * 16; count -= groups * 16;
           carry_at = pos - 16;  // (the last group made, fully handed out)
         } else {
@@ -300,13 +471,16 @@ inline void dense_cols(const float* W, const float* b, const float* h, float* ou
   }
 }
 
+// the hidden layers on the R rows in h (tmp: a second buffer, the two used in turn); returns the buffer holding the
+// last hidden layer
 template <int l>
-inline void hidden_layers(const float* p, float* h, float* tmp, float sw, float sb) {
+inline float* hidden_layers(const float* p, float* h, float* tmp, float sw, float sb) {
   if constexpr (l < NL - 1) {
     constexpr int IN = kDims[l], OUT = kDims[l + 1];
     dense_cols<IN, OUT, 0>(p, p + IN * OUT, h, tmp, sw / std::sqrt(float(IN)), sb);
-    std::memcpy(h, tmp, sizeof(float) * R * OUT);
-    hidden_layers<l + 1>(p + IN * OUT + OUT, h, tmp, sw, sb);
+    return hidden_layers<l + 1>(p + IN * OUT + OUT, tmp, h, sw, sb);
+  } else {
+    return h;
   }
 }
 
@@ -322,25 +496,32 @@ FUSED inline bool rejects(const float* p, const float* x, const uint8_t* y, int 
   alignas(64) float tmp[R * WMAX];
   std::memset(h, 0, sizeof(h));
   std::memcpy(h, x, sizeof(float) * rows * kDims[0]);
-  hidden_layers<0>(p, h, tmp, sw, sb);
+  const float* hl = hidden_layers<0>(p, h, tmp, sw, sb);
   constexpr int IN = kDims[NL - 1];
   const float* w = p + readout_offset();
   const float bias = w[IN];
   const float alpha = sw / std::sqrt(float(IN));
+  float wp[8] = {};  // |w|^2 in 8 partial sums (a bound, not bit-exact: any order will do)
+  {
+    int i = 0;
+    for (; i + 8 <= IN; i += 8)
+      for (int j = 0; j < 8; ++j) wp[j] = std::fma(w[i + j], w[i + j], wp[j]);
+    for (; i < IN; ++i) wp[0] = std::fma(w[i], w[i], wp[0]);
+  }
   float wn = 0.0f;
-  for (int i = 0; i < IN; ++i) wn = std::fma(w[i], w[i], wn);
+  for (int j = 0; j < 8; ++j) wn += wp[j];
   wn = std::sqrt(wn);
   for (int r = 0; r < rows; ++r) {
     float acc[8] = {}, hn[8] = {};
     int i = 0;
     for (; i + 8 <= IN; i += 8)
       for (int j = 0; j < 8; ++j) {
-        acc[j] = std::fma(h[r * IN + i + j], w[i + j], acc[j]);
-        hn[j] = std::fma(h[r * IN + i + j], h[r * IN + i + j], hn[j]);
+        acc[j] = std::fma(hl[r * IN + i + j], w[i + j], acc[j]);
+        hn[j] = std::fma(hl[r * IN + i + j], hl[r * IN + i + j], hn[j]);
       }
     for (; i < IN; ++i) {
-      acc[0] = std::fma(h[r * IN + i], w[i], acc[0]);
-      hn[0] = std::fma(h[r * IN + i], h[r * IN + i], hn[0]);
+      acc[0] = std::fma(hl[r * IN + i], w[i], acc[0]);
+      hn[0] = std::fma(hl[r * IN + i], hl[r * IN + i], hn[0]);
     }
     float s = 0.0f, n2 = 0.0f;
     for (int j = 0; j < 8; ++j) { s += acc[j]; n2 += hn[j]; }
@@ -365,13 +546,23 @@ void sgdb_normal_fill(uint64_t seed, float* out, int64_t size) {
   st.take(out, size);
 }
 
+// m streams of `size` values (>= 16) each: row i of out [m, size] is torch's normal_ with a generator seeded by
+// seeds[i] (sgdbayes.ensembles.FCN.init_network's draw, one network per row).
+void sgdb_normal_fill_many(const uint64_t* seeds, int64_t m, float* out, int64_t size) {
+  NormalStream st;
+  for (int64_t i = 0; i < m; ++i) {
+    st.init(seeds[i], size);
+    st.take(out + i * size, size);
+  }
+}
+
 // The networks of block `seed` (a stream of block * P normals; only its first n_keep networks are looked at) that
 // the filter keeps on S (x_s [n_s, d], y_s [n_s] in {0,1}; n_first inputs first): their indices in the block into
 // idx (ascending) and their raw normals into params [count, P]. Returns the count (<= n_keep).
 int64_t sgdb_prior_filter(uint64_t seed, int64_t block, int64_t n_keep, const float* x_s, const uint8_t* y_s,
                           int64_t n_s, int64_t n_first, float sigma_w, float sigma_b, float margin, int64_t* idx,
                           float* params) {
-  constexpr int NB = 16;  // networks per slice of the stream
+  constexpr int NB = 8;  // networks per slice of the stream
   float* buf = static_cast<float*>(std::aligned_alloc(64, ((sizeof(float) * NB * P + 63) / 64) * 64));
   if (!buf) return -1;
   NormalStream st;
