@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Is SGD a Bayesian sampler? I. The Boolean system
+# # Function probability I: the Boolean system
 #
 # Train a network many times, each time from a fresh random initialisation, until it classifies its training set
 # $S$ correctly, and write down the labelling $f$ it gives a fixed test set $E$. The fraction of runs that end on
@@ -67,11 +67,11 @@ torch_threads = (
     1  # torch threads for training and EP: these small nets run fastest on one
 )
 # --- §1 the stop rule
-main_networks = 10000  # runs of the Keras rule (paper: 6·10^5)
-clean_networks = 5000  # runs of the clean rule
-cell_networks = 1000  # each other cell of the stop-rule decomposition
+main_networks = 100000  # runs of the Keras rule (paper: 6·10^5)
+clean_networks = 50000  # runs of the clean rule
+cell_networks = 5000  # each other cell of the stop-rule decomposition
 overtrain_epochs = 64
-overtrain_networks = 1000
+overtrain_networks = 5000
 # --- §2 P_B of the headline target
 prior_samples = 10000000  # direct sampling (paper: 10^7–10^10)
 gp_samples = 4000000  # i.i.d. draws of the NNGP itself
@@ -83,17 +83,17 @@ ep_tol = 0.0001  # EP stops when |Δ log Z| < ep_tol (GPML's criterion)
 min_count = 5  # functions seen at least this often enter the statistics
 # --- §3 the seven targets, §4 random train sets
 targets = [1, 2, 3, 4, 5, 6, 7]
-target_networks = 400  # per target and stop rule
+target_networks = 2000  # per target and stop rule
 target_prior_samples = 1000000
 train_sets = 5
-train_set_networks = 300  # per train set and stop rule
+train_set_networks = 1000  # per train set and stop rule
 # --- §5 optimisers and batch sizes (Keras defaults; see the text), §6 |S| = 64
 opt_names = ["sgd", "adam", "adagrad", "rmsprop", "adadelta"]
 opt_lrs = [0.01, 0.001, 0.01, 0.001, 1.0]
 opt_batches = [8, 32]  # 32 = |S|: full batch (the paper's 128 is full batch too)
 opt_rules = ["keras", "clean"]
-opt_networks = 300  # per optimiser, batch size and stop rule
-large_networks = 500  # |S| = 64, per stop rule
+opt_networks = 1000  # per optimiser, batch size and stop rule
+large_networks = 3000  # |S| = 64, per stop rule
 
 # %%
 import time
