@@ -448,6 +448,11 @@ for rule, g in grids.items():
         t_ep[f"{col}_mcmc"] = t_mc[col] if col in t_mc else np.nan
     tables[rule] = t_ep
 grid = tables["clean"]
+record(
+    "ep_n_failed",
+    int(ep_top.n_failed + ep_table.n_failed),
+    "EP runs that did not converge (baseline and grid; their functions left out)",
+)
 fig = splots.temperature_panels(
     grid,
     keras=tables.get("keras"),
