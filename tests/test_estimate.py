@@ -11,19 +11,16 @@ from sgdbayes import estimate
 from sgdbayes.chapters import discover, load_profiles, resolve_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-# Measured default-profile seconds per chapter (`time sgdbayes run CHAPTER --force` on the 2-core machine shared with
-# other work) and the rates `sgdbayes list --estimate` calibrated beside the run (None: REFERENCE_RATES). The chapters
-# scaled from these same times agree by construction. Chapter 1's Boolean page: 94.9 s at load ~2 (2026-11-30); its
-# training and prior-sampling parts are predicted from networks × measured mean epochs × FLOPs and draws at the
-# calibrated rates (78 s of cells measured, 86 s predicted), its GP parts and fixed costs are seconds taken from that
-# run's cell times. The image page: 365.6 s at load 2-3, the same day; its MNIST ensembles predicted from work and
-# rates (mean epochs 201 / 130 / 206 modelled, 194.8 / 132.5 / 198.8 trained there; 81 s vs 57 s), the GP parts and
-# the CNN / Ionosphere panels are seconds from that run. sgd_native_wide: calibrated 8 minutes later (the calibration
-# then used 8 networks, too few to fill the kernel's threads; now 32).
-RATES_2026_11_30 = {"gemm_f32": 107.4e9, "gemm_f64": 70.4e9, "sgd_native": 48.4e9, "sgd_native_wide": 39.2e9,
-                    "sgd_torch": 2.6e9, "prior": 463_778.0, "scaled": 107.4 / 213, "fixed": 1.0}
-MEASURED_DEFAULT = {"function_probability": (94.9, RATES_2026_11_30),
-                    "function_probability_images": (365.6, RATES_2026_11_30),
+# Measured default-profile seconds per chapter: the clean-clone `make book` of 2026-11-30 on the otherwise idle 2-core
+# machine (README's build table), and the rates `calibrate(quick=False)` measured minutes later (= REFERENCE_RATES).
+# The chapters scaled from these same times (estimate.SCALED) agree by construction; function_probability checks the
+# work model (networks × measured mean epochs × FLOPs on the native or torch path, prior draws; its GP parts are
+# seconds from an earlier run), function_probability_images its MNIST ensembles the same way (its CNN and Ionosphere
+# panels are seconds from this build), synthesis its grid and averaging ensembles (HMC and local chains carry
+# factors fitted to this build).
+MEASURED_DEFAULT = {"function_probability": (242.0, None),
+                    "function_probability_images": (252.8, None),
+                    "synthesis": (68.1, None),
                     **{c: (s, None) for c, (s, _) in estimate.SCALED.items()}}
 
 
