@@ -41,7 +41,8 @@ display(HTML(report.summary_html(card)))
 # (report-mingard2021)=
 # ## Mingard et al. — Is SGD a Bayesian sampler?
 #
-# {cite:t}`mingard2021`; chapter [Function probability](function_probability.ipynb).
+# {cite:t}`mingard2021`; chapters [Function probability I: the Boolean system](function_probability.ipynb) and
+# [Function probability II: images](function_probability_images.ipynb).
 
 # %% tags=["remove-input"]
 display(HTML(report.paper_html(card, "mingard2021")))
