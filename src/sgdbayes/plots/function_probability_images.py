@@ -165,5 +165,5 @@ def concentration_figure(curves: Mapping[str, FunctionCounts], *, paper: Mapping
         kmax = max(kmax, max(ks))
     ax.set(xscale="log", xlim=(0.8, kmax * 1.3), ylim=(0, 1.02), xlabel="k (functions, most frequent first)",
            ylabel="P_SGD mass of the top k")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")  # the curves rise to the right
     return fig
