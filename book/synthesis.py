@@ -28,7 +28,8 @@
 #   breaks. Averaging its iterates (Polyak, IASG) gives estimates and samples.
 #
 # This chapter measures all three on the same network, the Boolean system of the first chapter
-# (7 → 40 → 40 → 1 ReLU, $\sigma_w = \sigma_b = 1$, $|S| = 32$ of the 128 inputs, $E$ the other 96), and adds
+# (7 → 40 → 40 → 1 ReLU, $\sigma_w = \sigma_b = 1$, target 0011… on the authors' train set A of page I:
+# $|S| = 32$ of the 128 inputs, $E$ the other 96), and adds
 # the missing reference: a sampler of the finite network's *own* posterior in parameter space, so that "does SGD
 # sample the network's posterior?" can be told apart from "is the Gaussian-process (NNGP) posterior the network's
 # posterior?".
@@ -40,8 +41,9 @@
 profile = "default"
 device = "auto"
 seed = 0
-# the Boolean system (chapter 1's): target tiled to 128 bits, S random inputs
+# the Boolean system (chapter 1's): target tiled to 128 bits, S = the authors' mask
 bool_target = "0011"
+bool_mask = "A"  # page I's train set; "": bool_n_train random inputs (bool_split_seed)
 bool_n_train = 32
 bool_split_seed = 0
 hidden = [40, 40]
@@ -102,7 +104,6 @@ from IPython.display import display
 from sgdbayes.glue import glue, glue_all
 from sgdbayes import plots, results
 from sgdbayes.cache import cached
-from sgdbayes.data import boolean_split
 from sgdbayes.device import get_device
 from sgdbayes.experiments import function_probability as fp
 from sgdbayes.experiments import synthesis as syn
@@ -113,7 +114,9 @@ plots.book_style()
 dev = get_device(device)
 CH = "synthesis"
 results.clear(CH)
-split = boolean_split(bool_target, bool_n_train, seed=bool_split_seed)
+split = syn.boolean_system(
+    bool_target, bool_n_train, mask=bool_mask, seed=bool_split_seed
+)
 x_tr, y_tr = split.x_train.numpy(), split.y_train.numpy()
 x_te, y_te = split.x_test.numpy(), split.y_test.numpy().astype(bool)
 net = dict(hidden=hidden, sigma_w=sigma_w, sigma_b=sigma_b)

@@ -1,6 +1,7 @@
 """The synthesis chapter's statistics and steps, against hand computations and limiting cases."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +124,44 @@ def test_local_analysis_quantities_are_consistent():
     P_null = np.eye(D) - pic.U_range @ pic.U_range.T
     assert np.abs(P_null @ pic.C @ P_null).max() < 1e-8 * np.abs(pic.C).max()
     assert out["init_mode"]["sq_norm"] <= out["solution_sq_norm"] * 1.05
+
+
+def test_boolean_system_is_page_ones_train_set_or_a_random_one():
+    import torch
+
+    from sgdbayes.data.boolean import boolean_split, mingard_split
+
+    authors = syn.boolean_system("0011", 32, mask="A")
+    ref = mingard_split(7, "A")
+    assert torch.equal(authors.x_train, ref.x_train) and torch.equal(authors.y_test, ref.y_test)
+    rnd = syn.boolean_system("0011", 32, mask="", seed=3)
+    ref = boolean_split("0011", 32, seed=3)
+    assert torch.equal(rnd.x_train, ref.x_train) and torch.equal(rnd.y_train, ref.y_train)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(target="0012", n_train=32, mask="A"), "target must be a '0'/'1' string"),
+    (dict(target="001", n_train=32, mask="A"), "length divides 128"),
+    (dict(target="0011", n_train=32, mask="C"), "mask must be ''"),
+    (dict(target="0011", n_train=16, mask="A"), "n_train = 16"),
+])
+def test_boolean_system_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        syn.boolean_system(kwargs.pop("target"), kwargs.pop("n_train"), **kwargs)
+
+
+@pytest.mark.parametrize("override, match", [
+    (dict(bool_mask="C"), "bool_mask must be"),
+    (dict(bool_n_train=16), "bool_n_train must be 32"),
+    (dict(bool_target="0012"), "bool_target must be"),
+])
+def test_spec_checks_the_boolean_system_before_work(override, match):
+    from sgdbayes.chapters import discover, load_profiles, resolve_parameters
+    from sgdbayes.params import ParameterError
+
+    root = Path(__file__).resolve().parents[1]
+    chapters = discover(root)
+    params = resolve_parameters(chapters["synthesis"], load_profiles(root, chapters), "default")
+    params.update(override)
+    with pytest.raises(ParameterError, match=match):
+        syn.PARAMETERS.check(params, chapter="synthesis")

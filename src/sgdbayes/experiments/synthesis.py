@@ -30,7 +30,8 @@ from sgdbayes.functions import FunctionCounts, as_bits
 from sgdbayes.params import Choice, Float, Int, List, Rule, Spec, Str
 
 __all__ = [
-    "AveragingRun", "MCMCResult", "PARAMETERS", "agreement", "averaging_runs", "function_mass", "grid_shard",
+    "AveragingRun", "MCMCResult", "PARAMETERS", "agreement", "averaging_runs", "boolean_system", "function_mass",
+    "grid_shard",
     "grid_table", "hamming", "local_analysis", "local_chains", "mcmc_baseline", "mcmc_diagnostics",
     "mcmc_functions", "sgd_solutions", "temperature_grid",
 ]
@@ -505,12 +506,35 @@ def function_mass(functions_bits, probs_of) -> float:
     return float(np.nansum(p))
 
 
+def _is_mask(mask: str) -> bool:
+    return mask in ("A", "B") or (len(mask) == 128 and set(mask) <= {"0", "1"} and mask.count("1") == 32)
+
+
+def boolean_system(target: str, n_train: int, *, mask: str = "", seed: int = 0):
+    """The chapter's Boolean split (n = 7, all 128 inputs): ``target`` a '0'/'1' string tiled to 128 bits.
+
+    With ``mask`` ("A", "B" or 128 bits with 32 ones) S is the authors' train set, the one chapter 1's page I uses
+    (:func:`sgdbayes.data.boolean.mingard_split`), and ``n_train`` must be 32; with ``mask=""`` S is ``n_train``
+    inputs drawn at random with ``seed`` (:func:`sgdbayes.data.boolean_split`). Returns a ``BooleanSplit``."""
+    from sgdbayes.data.boolean import boolean_split, mingard_split
+
+    if not isinstance(target, str) or not target or set(target) - {"0", "1"} or 128 % len(target):
+        raise ValueError(f"target must be a '0'/'1' string whose length divides 128, got {target!r}")
+    if mask == "":
+        return boolean_split(target, n_train, seed=seed)
+    if not _is_mask(mask):
+        raise ValueError(f"mask must be '', 'A', 'B' or 128 '0'/'1' characters with 32 ones, got {mask!r}")
+    if n_train != 32:
+        raise ValueError(f"with a train mask |S| is the mask's 32 inputs; got n_train = {n_train}")
+    return mingard_split(target * (128 // len(target)), mask)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the chapter's parameters (checked by `sgdbayes run/book` before any kernel starts)
 # --------------------------------------------------------------------------------------------------------------------
 PARAMETERS = Spec(
     profile=Choice("smoke", "default", "paper"), device=Choice("auto", "cpu", "cuda"), seed=Int(min=0),
-    bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0),
+    bool_target=Str(), bool_n_train=Int(min=2, max=127), bool_split_seed=Int(min=0), bool_mask=Str(),
     hidden=List(Int(min=1), min_len=1), sigma_w=Float(gt=0), sigma_b=Float(gt=0),
     grid_lrs=List(Float(gt=0), min_len=1), grid_batches=List(Int(min=1), min_len=1),
     grid_networks=Int(min=1), grid_max_epochs=Int(min=1), grid_max_steps=Int(min=1),
@@ -523,6 +547,12 @@ PARAMETERS = Spec(
     local_burn_in=Int(min=0), local_thin=Int(min=1), local_star_chains=Int(min=1), local_star_steps=Int(min=1),
     avg_networks=Int(min=1), avg_lr=Float(gt=0), avg_batch=Int(min=1), avg_epochs=Int(min=1),
     relations=[
+        Rule(lambda p: set(p["bool_target"]) <= {"0", "1"} and 0 < len(p["bool_target"]) and
+             128 % len(p["bool_target"]) == 0, "bool_target must be a '0'/'1' string whose length divides 128"),
+        Rule(lambda p: p["bool_mask"] == "" or _is_mask(p["bool_mask"]),
+             "bool_mask must be '' (a random S), 'A', 'B' or 128 '0'/'1' characters with 32 ones"),
+        Rule(lambda p: p["bool_mask"] == "" or p["bool_n_train"] == 32,
+             "with a bool_mask, bool_n_train must be 32 (the mask's size)"),
         Rule(lambda p: max(p["grid_batches"]) <= p["bool_n_train"], "every grid_batches entry <= bool_n_train"),
         Rule(lambda p: p["local_batch"] <= p["bool_n_train"] and p["avg_batch"] <= p["bool_n_train"],
              "local_batch and avg_batch <= bool_n_train"),
