@@ -165,3 +165,17 @@ def test_spec_checks_the_boolean_system_before_work(override, match):
     params.update(override)
     with pytest.raises(ParameterError, match=match):
         syn.PARAMETERS.check(params, chapter="synthesis")
+
+
+def test_mnist_local_picture_reports_a_low_rank_noise_covariance():
+    """A tiny MNIST network: C's rank is at most |S| (one gradient per example) and far below D; the summary's
+    numbers are finite and the stable chains do not diverge."""
+    r = syn.mnist_local_picture(24, 8, downsample=7, hidden=[4, 4], weight_decay=0.001, batch=4, lr=0.1,
+                                fraction=0.05, n_chains=3, n_steps=60, burn_in=20, thin=5)
+    assert r["d"] == 16 and r["D"] == 16 * 4 + 4 + 4 * 4 + 4 + 4 + 1
+    assert 1 <= r["rank_C"] <= 24 and r["rank_C"] < r["D"]
+    assert r["n_used"] + r["n_diverged"] == 3 and r["n_diverged"] == 0
+    assert all(math.isfinite(r[k]) for k in ("eps_star_over_limit", "range_ratio", "null_vs_laplace", "drift"))
+    with pytest.raises(ValueError, match="fraction must lie in"):
+        syn.mnist_local_picture(24, 8, downsample=7, hidden=[4, 4], weight_decay=0.001, batch=4, lr=0.1,
+                                fraction=1.5, n_chains=3, n_steps=60, burn_in=20, thin=5)

@@ -340,6 +340,10 @@ def _synthesis(p: _Params) -> list[Work]:
     out.append(Work("sgd_torch", 0.126 * hmc_grads * _train_flops_per_example(7, hidden) * n_s, "HMC"))
     out.append(Work("sgd_torch", 3.17 * p["local_chains"] * p["local_steps"] * _train_flops_per_example(7, hidden)
                     * p["local_batch"], "constant SGD at one solution"))
+    # the MNIST local picture: seconds of the reference build (constant-SGD chains dominate), scaled by chains × steps
+    if "mnist_local_chains" in p.p:
+        out.append(Work("scaled", 20.0 * p["mnist_local_chains"] * p["local_steps"] / (32 * 2000),
+                        "MNIST local picture"))
     out.append(_ensemble(p["avg_networks"], ("sgd", p["avg_lr"], p["avg_batch"], "clean", p["avg_epochs"], n_s), 7,
                          hidden, n_s, label="averaging"))
     out.append(Work("fixed", 10.0 + FIXED_PER_CHAPTER, "figures, imports, kernel"))

@@ -31,7 +31,7 @@ from sgdbayes.params import Choice, Float, Int, List, Rule, Spec, Str
 
 __all__ = [
     "AveragingRun", "MCMCResult", "PARAMETERS", "agreement", "averaging_runs", "boolean_system", "function_mass",
-    "grid_shard",
+    "grid_shard", "mnist_local_picture",
     "grid_table", "hamming", "local_analysis", "local_chains", "mcmc_baseline", "mcmc_diagnostics",
     "mcmc_functions", "sgd_solutions", "temperature_grid",
 ]
@@ -506,6 +506,39 @@ def function_mass(functions_bits, probs_of) -> float:
     return float(np.nansum(p))
 
 
+def mnist_local_picture(n_train: int, n_test: int, *, downsample: int, hidden: Sequence[int], weight_decay: float,
+                        batch: int, lr: float, fraction: float, n_chains: int, n_steps: int, burn_in: int, thin: int,
+                        sigma_w: float = 1.0, sigma_b: float = 1.0, seed: int = 0) -> dict:
+    """Mandt's local picture (:func:`local_analysis`) on a small MNIST network, summarised as numbers.
+
+    S and E: the shipped MNIST digits (parity labels, even → 1), ``n_train`` / ``n_test`` of them, images averaged
+    over ``downsample``×``downsample`` blocks and flattened; network d → ``hidden`` → 1. At the weight-decay mode next
+    to an SGD solution: the rank of the gradient-noise covariance C against the number of parameters D, Mandt's ε*
+    against the stability limit 2/λ_max(A), and constant SGD at ``fraction``·(stability limit) (``n_chains`` chains)
+    compared with the Lyapunov prediction in the range of C and with the Laplace posterior in its null space.
+
+    Returns ``{"d", "D", "rank_C", "eps_star_over_limit", "n_used", "n_diverged", "range_ratio"
+    (SGD / discrete-Lyapunov trace in range(C)), "null_vs_laplace" (SGD / Laplace trace in null(C)), "drift"}``."""
+    from sgdbayes.experiments.function_probability_images import load_split
+    from sgdbayes.local.compare import covariance_comparison
+
+    if not (0 < fraction < 1):
+        raise ValueError(f"fraction must lie in (0, 1) (a stable constant-SGD rate), got {fraction!r}")
+    split = load_split("subset", n_train, n_test, seed=seed, binarize="parity", downsample=downsample)
+    xtr, ytr, xte = _np(split.x_train), _np(split.y_train), _np(split.x_test)
+    local = local_analysis(xtr, ytr, xte, weight_decay=weight_decay, batch=batch, lr=lr, seed=seed, hidden=hidden,
+                           sigma_w=sigma_w, sigma_b=sigma_b, init_prior_mode=False)
+    pic = local["picture"]
+    run = local_chains(xtr, ytr, xte, pic.u_mode, weight_decay=weight_decay, eps=fraction * pic.stability_limit,
+                       batch=batch, n_chains=n_chains, n_steps=n_steps, burn_in=burn_in, thin=thin,
+                       directions=pic.U_range, hidden=hidden, sigma_w=sigma_w, sigma_b=sigma_b, seed=seed)
+    c = covariance_comparison(pic, run)
+    return {"d": int(xtr.shape[1]), "D": int(pic.D), "rank_C": int(pic.C_rank),
+            "eps_star_over_limit": float(pic.eps_star / pic.stability_limit), "n_used": int(c["n_used"]),
+            "n_diverged": int(c["n_diverged"]), "range_ratio": float(c["tr_emp_range"] / c["tr_lyap_discrete_range"]),
+            "null_vs_laplace": float(c["tr_emp_null"] / c["tr_laplace_null"]), "drift": float(c["drift"])}
+
+
 def _is_mask(mask: str) -> bool:
     return mask in ("A", "B") or (len(mask) == 128 and set(mask) <= {"0", "1"} and mask.count("1") == 32)
 
@@ -546,7 +579,14 @@ PARAMETERS = Spec(
     local_fractions=List(Float(gt=0), min_len=1), local_chains=Int(min=1), local_steps=Int(min=1),
     local_burn_in=Int(min=0), local_thin=Int(min=1), local_star_chains=Int(min=1), local_star_steps=Int(min=1),
     avg_networks=Int(min=1), avg_lr=Float(gt=0), avg_batch=Int(min=1), avg_epochs=Int(min=1),
+    mnist_local_n_train=Int(min=2, max=4999), mnist_local_n_test=Int(min=1, max=4998),
+    mnist_local_downsample=Int(min=1, max=28), mnist_local_hidden=List(Int(min=1), min_len=1),
+    mnist_local_chains=Int(min=1),
     relations=[
+        Rule(lambda p: 28 % p["mnist_local_downsample"] == 0, "mnist_local_downsample must divide 28"),
+        Rule(lambda p: p["mnist_local_n_train"] + p["mnist_local_n_test"] <= 5000,
+             "mnist_local_n_train + mnist_local_n_test <= 5000 (the shipped digits)"),
+        Rule(lambda p: p["local_batch"] <= p["mnist_local_n_train"], "local_batch <= mnist_local_n_train"),
         Rule(lambda p: set(p["bool_target"]) <= {"0", "1"} and 0 < len(p["bool_target"]) and
              128 % len(p["bool_target"]) == 0, "bool_target must be a '0'/'1' string whose length divides 128"),
         Rule(lambda p: p["bool_mask"] == "" or _is_mask(p["bool_mask"]),
