@@ -100,7 +100,7 @@ import time
 
 import numpy as np
 
-from sgdbayes.glue import glue
+from sgdbayes.glue import glue, glue_all
 from sgdbayes import plots, results
 from sgdbayes.device import get_device
 from sgdbayes.experiments import function_probability as fp
@@ -232,7 +232,7 @@ auth1_se = fp.authors_standard_error(keras, 1)
 auth10_se = fp.authors_standard_error(keras, 10)
 autho_se = fp.authors_standard_error(proto.overtrained("keras"), 1)
 cells = {label: proto.runs[label].top_mass(1)[0] for label in fp.DECOMPOSITION}
-fp.glue_numbers(
+glue_all(
     {
         "fp-rpp": keras_runs_per_process,
         "fp-n-main": keras.n_counted,
@@ -373,7 +373,7 @@ fig = fplots.figure_scatter_panels(
 glue("fig-fp-boolean-scatter", fig, display=False)
 
 # %% tags=["remove-input"]
-fp.glue_numbers(
+glue_all(
     {
         "fp-ep-min": ep_min_count,
         "fp-min-count": min_count,
@@ -505,7 +505,7 @@ fig = fplots.figure_pb_methods(
 glue("fig-fp-pb-methods", fig, display=False)
 
 # %% tags=["remove-input"]
-fp.glue_numbers(
+glue_all(
     {
         "fp-pbm-n": pbm["n_functions"],
         "fp-pbm-one": pbm["n_one_chain"],
@@ -563,7 +563,7 @@ targets_df = fp.studies_table(studies, columns=[*fp.PB_COLUMNS, "ep_failed"])
 t_corr = targets_df["corr(log P_SGD, log P_B), EP"]
 t_within = targets_df["within 10× of P_B, EP"]
 t_keras = targets_df["stop rule"] == "Keras"
-fp.glue_numbers(
+glue_all(
     {
         "fp-target-n": target_networks,
         "fp-target-prior": target_prior_samples,
@@ -649,7 +649,7 @@ sp_c = spread[
     (spread["stop rule"] == "clean") & (spread["quantity"] == "top-1 mass")
 ].iloc[0]
 sp_r = spread[spread["quantity"] == "corr(log P_SGD, log P_B), EP"]
-fp.glue_numbers(
+glue_all(
     {
         "fp-ts-n": train_sets,
         "fp-ts-runs": train_set_networks,
@@ -723,7 +723,7 @@ glue("fig-fp-optimisers", fig, display=False)
 o_corr = opt_df["corr(log P_SGD, log P_B), EP"]
 o_within = opt_df["within 10× of P_B, EP"]
 o_top1 = opt_df["top-1 mass"]
-fp.glue_numbers(
+glue_all(
     {
         "fp-opt-runs": opt_networks,
         "fp-opt-settings": len(opt_df),
@@ -862,9 +862,7 @@ plots.table(
 cdata = fp.complexity_data(split, pb, keras.counts + clean.counts)
 fig = fplots.figure_complexity(cdata)
 glue("fig-fp-complexity", fig, display=False)
-fp.glue_numbers(
-    {f"fp-{k}": v for k, v in cdata.items() if k.startswith(("rho_", "p_"))}
-)
+glue_all({f"fp-{k}": v for k, v in cdata.items() if k.startswith(("rho_", "p_"))})
 
 # %% [markdown]
 # ```{glue:figure} fig-fp-complexity

@@ -1584,11 +1584,3 @@ def record_numbers(chapter: str, numbers: Mapping[str, Mapping[str, Any]], *, pr
             value = value.item()
         results.record(chapter, name, value, profile=profile, **spec)
     return missing
-
-
-def glue_numbers(values: Mapping[str, Any]) -> None:
-    """``myst_nb.glue(name, value, display=False)`` for each entry (numbers the page's prose cites); numpy scalars
-    become Python numbers so that ``{glue:text}`` formats them."""
-    from sgdbayes.glue import glue_all
-
-    glue_all(values)
