@@ -837,18 +837,19 @@ for k, c in comparisons.items():
 local_table = pd.DataFrame(rows)
 display(plots.table(local_table, digits=3))
 c0 = comparisons[next(iter(comparisons))]
-glue(
-    "syn-range-ratio", c0["tr_emp_range"] / c0["tr_lyap_discrete_range"], display=False
-)
+c_ratio = (
+    c0["tr_emp_range"] / c0["tr_lyap_discrete_range"]
+)  # SGD / Lyapunov in range(C)
+null_lap = c0["tr_emp_null"] / c0["tr_laplace_null"]  # SGD / Laplace in null(C)
+glue("syn-range-ratio", c_ratio, display=False)
 glue("syn-null-ratio", c0["tr_emp_null"] / c0["tr_lyap_null"], display=False)
-glue("syn-laplace-null-ratio", c0["tr_emp_null"] / c0["tr_laplace_null"], display=False)
+glue("syn-laplace-null-ratio", null_lap, display=False)
 glue(
     "syn-laplace-range-ratio",
     c0["tr_emp_range"] / c0["tr_laplace_range"],
     display=False,
 )
 glue("syn-drift", c0["drift"], display=False)
-c_ratio = c0["tr_emp_range"] / c0["tr_lyap_discrete_range"]
 glue_all(
     {
         "syn-eps-head": "ε* is not a usable learning rate."
@@ -893,12 +894,12 @@ record(
 )
 record(
     "local_range_trace_ratio",
-    c0["tr_emp_range"] / c0["tr_lyap_discrete_range"],
+    c_ratio,
     "constant SGD / Lyapunov, variance in the range of C",
 )
 record(
     "local_null_vs_laplace",
-    c0["tr_emp_null"] / c0["tr_laplace_null"],
+    null_lap,
     "constant SGD / Laplace posterior, variance in the null space of C",
 )
 
@@ -1018,7 +1019,6 @@ record("local_pb_mass_covered_ep", mass_ep, "P_B mass (EP) of those functions")
 # of the stable rates above (Table below, the Boolean network beside it).
 
 # %% tags=["remove-input"]
-null_ratio_boolean = c0["tr_emp_null"] / c0["tr_laplace_null"]
 mloc = cached(
     syn.mnist_local_picture,
     mnist_local_n_train,
@@ -1045,7 +1045,7 @@ display(
                     "rank C": pic.C_rank,
                     "ε* / ε_max": pic.eps_star / pic.stability_limit,
                     "SGD / Lyapunov, range(C)": c_ratio,
-                    "SGD / Laplace, null(C)": null_ratio_boolean,
+                    "SGD / Laplace, null(C)": null_lap,
                 },
                 {
                     "network": f"MNIST {mloc['d']} → "
@@ -1241,11 +1241,9 @@ record(
 
 # %% tags=["remove-input"]
 main = grid[(grid["lr"] == avg_lr) & (grid["batch"] == avg_batch)].iloc[0]
-c_range = c0["tr_emp_range"] / c0["tr_lyap_discrete_range"]
 within = fmt(main["within_decade"], None, 2)
 kl_nngp = fmt(main["kl"], main["kl_se"], 3)
 kl_net = fmt(main["kl_mcmc"], main["kl_se_mcmc"], 3)
-null_lap = c0["tr_emp_null"] / c0["tr_laplace_null"]
 verdicts = [
     {
         "sense": "functions (Mingard et al.)",
@@ -1285,9 +1283,9 @@ verdicts = [
         "sense": "near a mode (Mandt et al.)",
         "measured by": "ε*/ε_max; SGD/Lyapunov trace in range(C); SGD/Laplace "
         "trace in null(C)",
-        "value": f"{pic.eps_star / pic.stability_limit:.1e}; {c_range:.2f}; "
+        "value": f"{pic.eps_star / pic.stability_limit:.1e}; {c_ratio:.2f}; "
         f"{null_lap:.1e}",
-        "verdict": "holds in range(C) only" if 0.5 < c_range < 2 else "fails",
+        "verdict": "holds in range(C) only" if 0.5 < c_ratio < 2 else "fails",
         "what none of the papers says": "descending from an SGD solution, the "
         f"network's own posterior has its mode at ‖u‖²/D = {init_mode['sq_norm']:.0e}; "
         f"rank C = {pic.C_rank} ≪ D makes ε* = {pic.eps_star:.2g}; the stationary "
@@ -1357,7 +1355,7 @@ results.claim(
     "AΣ + ΣA = (ε/S)C.",
     status=results.verdict(
         {
-            "range(C): within 2× of Lyapunov": 0.5 < c_range < 2,
+            "range(C): within 2× of Lyapunov": 0.5 < c_ratio < 2,
             "null(C): within 2× of Lyapunov": 0.5
             < c0["tr_emp_null"] / c0["tr_lyap_null"]
             < 2,
@@ -1366,7 +1364,7 @@ results.claim(
     paper_scale="linear and logistic regression",
     scale=f"{local_chains} chains at one mode, D = {pic.D:,} (Boolean); "
     f"{mnist_local_chains} chains, D = {mloc['D']:,} (MNIST)",
-    reason=f"in the range of C the traces agree (ratio {c_range:.2f}; MNIST "
+    reason=f"in the range of C the traces agree (ratio {c_ratio:.2f}; MNIST "
     f"{mloc['range_ratio']:.2f}); in its null space the iterates drift.",
     section="syn-local",
     numbers=(
