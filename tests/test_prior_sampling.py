@@ -169,6 +169,8 @@ def test_bad_input(small_problem):
         sample_prior(n_samples=10, **{**kw, "y_train": [0, 2, 1]})
     with pytest.raises(ValueError, match="x_train must be"):
         sample_prior(n_samples=10, **{**kw, "x_train": torch.zeros(3, 5)})
+    with pytest.raises(ValueError, match="chunk must be None or an int >= 1, got 0"):
+        sample_prior(n_samples=10, chunk=0, **kw)
     bad_x = kw["x_test"].clone()
     bad_x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -292,6 +294,25 @@ def test_native_normal_stream_equals_torch_bit_for_bit(size):
         assert torch.equal(ref.view(torch.int32), ours.view(torch.int32)), (size, seed)
 
 
+def test_alternate_labels_pairs_opposite_labels_and_keeps_every_input_once():
+    from sgdbayes.prior_sampling import _alternate_labels
+
+    y = torch.tensor([0, 0, 1, 0, 1, 1, 1, 0, 1, 1], dtype=torch.bool)
+    order = _alternate_labels(y)
+    assert order.tolist() == [2, 0, 4, 1, 5, 3, 6, 7, 8, 9]
+    assert sorted(order.tolist()) == list(range(10))
+    assert _alternate_labels(torch.zeros(3, dtype=torch.bool)).tolist() == [0, 1, 2]
+    assert _alternate_labels(torch.zeros(0, dtype=torch.bool)).tolist() == []
+
+
+def test_native_box_muller_equals_torchs_kernel_on_every_uniform():
+    """The AVX-512 Box-Muller drops operations of torch's kernel that cannot change a value on its inputs' range and
+    replaces others by equivalent ones; over all 2^24 possible uniforms, as u1 and as u2, its output must equal, bit
+    for bit, the transcription of torch's AVX2 kernel (itself checked against Tensor.normal_ above)."""
+    lib = _native_or_skip()
+    assert lib.sgdb_box_muller_mismatches() == 0
+
+
 def test_native_filter_stream_and_superset():
     """With an infinite margin the filter returns every network of the block with torch's normals (the stream
     sliced a few networks at a time, including a partial block and a block whose size is not a multiple of 16);
@@ -308,7 +329,7 @@ def test_native_filter_stream_and_superset():
         seed = block_seed(0, block)
         idx = np.empty(block, np.int64)
         out = torch.empty(block, P)
-        c = lib.sgdb_prior_filter(seed, block, keep, xs.data_ptr(), ys.data_ptr(), 32, 8, 1.0, 1.0, 1e30,
+        c = lib.sgdb_prior_filter(seed, block, keep, xs.data_ptr(), ys.data_ptr(), 32, 1.0, 1.0, 1e30,
                                   idx.ctypes.data, out.data_ptr())
         ref = torch.empty(block, P).normal_(generator=torch.Generator().manual_seed(seed))
         assert c == keep and (idx[:c] == np.arange(keep)).all()
@@ -318,7 +339,7 @@ def test_native_filter_stream_and_superset():
         seed = block_seed(1, j)
         idx = np.empty(2048, np.int64)
         out = torch.empty(2048, P)
-        c = lib.sgdb_prior_filter(seed, 2048, 2048, xs.data_ptr(), ys.data_ptr(), 32, 8, 1.0, 1.0,
+        c = lib.sgdb_prior_filter(seed, 2048, 2048, xs.data_ptr(), ys.data_ptr(), 32, 1.0, 1.0,
                                   ps.PREFILTER_MARGIN, idx.ctypes.data, out.data_ptr())
         ref = torch.empty(2048, P).normal_(generator=torch.Generator().manual_seed(seed))
         logits = ps._forward(ref, xs, ps._layer_sizes(7, (40, 40)), 1.0, 1.0, torch.relu_)

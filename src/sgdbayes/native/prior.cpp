@@ -14,8 +14,8 @@
 //    against torch's on first use and does not use it if they differ (another torch version or CPU kernel).
 // 2. A rejection filter: for each network of one block of the stream (row k = normals [k P, (k+1) P), the network's
 //    weights [fan_in, fan_out] and biases layer by layer, scaled by sigma_w/sqrt(fan_in) and sigma_b), its logits on
-//    the inputs of S, first on 8 of them, then on the rest only for the networks still in; a network is rejected
-//    when one of its logits has the wrong sign by more than margin * (sigma_b |b| + alpha ||h|| ||w||), a bound on
+//    the inputs of S, two inputs at a time, stopping at the first pair that rejects it; a network is rejected when
+//    one of its logits has the wrong sign by more than margin * (sigma_b |b| + alpha ||h|| ||w||), a bound on
 //    the magnitude of the terms summed into that logit, far above any difference in float rounding from torch's
 //    GEMMs. The survivors (a superset of the networks torch finds fitting S) are returned with their raw normals,
 //    and the caller evaluates them exactly as before. The stream is generated in slices of a few networks, so
@@ -40,11 +40,12 @@ namespace {
 
 // ------------------------------------------------------------------------------------------------ MT19937
 constexpr int MT_N = 624, MT_M = 397;
+constexpr int MT_U = 2 * MT_N;  // uniforms per refill: two twists, an even number of 16-value groups (78)
 constexpr uint32_t MT_A = 0x9908b0dfu, UPPER = 0x80000000u, LOWER = 0x7fffffffu;
 
 struct MT {
   uint32_t s[MT_N];
-  float u[MT_N];  // the current run of uniforms
+  float u[MT_U];  // the current run of uniforms
   int next;       // next unused entry of u
 };
 
@@ -56,7 +57,7 @@ inline uint32_t twist(uint32_t a, uint32_t b, uint32_t c) {
 void mt_seed(MT& m, uint64_t seed) {
   m.s[0] = uint32_t(seed & 0xffffffffu);
   for (int j = 1; j < MT_N; ++j) m.s[j] = 1812433253u * (m.s[j - 1] ^ (m.s[j - 1] >> 30)) + uint32_t(j);
-  m.next = MT_N;
+  m.next = MT_U;
 }
 
 #if defined(__AVX512F__)
@@ -69,8 +70,8 @@ inline __m512i twist16(__m512i a, __m512i b, __m512i c) {  // twist() on 16 lane
 }
 #endif
 
-void mt_refill(MT& m) {
-  uint32_t* s = m.s;
+// one twist of the state, its 624 tempered words written to out as uniforms (w & 0xFFFFFF) * 2^-24
+void mt_twist(uint32_t* s, float* out) {
   int i = 0;
 #if defined(__AVX512F__)
   // 16 words at a time: s[i + 1 .. i + 16] are still the old words, s[i + M] (first loop) old, s[i + M - N] (second
@@ -91,15 +92,20 @@ void mt_refill(MT& m) {
     y ^= (y << 7) & 0x9d2c5680u;
     y ^= (y << 15) & 0xefc60000u;
     y ^= y >> 18;
-    m.u[i] = float(int32_t(y & 0xFFFFFFu)) * (1.0f / 16777216.0f);  // exact
+    out[i] = float(int32_t(y & 0xFFFFFFu)) * (1.0f / 16777216.0f);  // exact
   }
+}
+
+void mt_refill(MT& m) {
+  mt_twist(m.s, m.u);
+  mt_twist(m.s, m.u + MT_N);
   m.next = 0;
 }
 
 void mt_uniforms(MT& m, float* dst, int64_t count) {
   while (count > 0) {
-    if (m.next == MT_N) mt_refill(m);
-    const int64_t take = count < MT_N - m.next ? count : MT_N - m.next;
+    if (m.next == MT_U) mt_refill(m);
+    const int64_t take = count < MT_U - m.next ? count : MT_U - m.next;
     std::memcpy(dst, m.u + m.next, sizeof(float) * take);
     m.next += int(take);
     dst += take;
@@ -203,20 +209,21 @@ inline __m512 xor16(__m512 a, __m512 b) {
   return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
 }
 
+// log8 on 16 lanes, for x = 1 - u in [2^-24, 1] only: log8's clamp to the smallest normal and its NaN for x <= 0
+// leave such x unchanged, so they are left out
 inline __m512 log16(__m512 x) {
   const __m512 one = C16(1.0f);
-  const __mmask16 invalid = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LE_OS);
-  x = _mm512_max_ps(x, _mm512_castsi512_ps(I16(0x00800000)));
   __m512i imm0 = _mm512_srli_epi32(_mm512_castps_si512(x), 23);
   x = and16(x, I16(~0x7f800000));
   x = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_castps_si512(C16(0.5f))));
   imm0 = _mm512_sub_epi32(imm0, I16(0x7f));
   __m512 e = _mm512_add_ps(_mm512_cvtepi32_ps(imm0), one);
+  // log8 adds a zero to x - 1 and subtracts a zero from e in the lanes outside the mask; x - 1 is never 0 there
+  // (x < 1) and e - 0 = e, so masked operations give the same values
   const __mmask16 mask = _mm512_cmp_ps_mask(x, C16(0.707106781186547524f), _CMP_LT_OS);
-  const __m512 tmp = _mm512_maskz_mov_ps(mask, x);
-  x = _mm512_sub_ps(x, one);
-  e = _mm512_sub_ps(e, _mm512_maskz_mov_ps(mask, one));
-  x = _mm512_add_ps(x, tmp);
+  const __m512 xm1 = _mm512_sub_ps(x, one);
+  e = _mm512_mask_sub_ps(e, mask, e, one);
+  x = _mm512_mask_add_ps(xm1, mask, xm1, x);
   const __m512 z = _mm512_mul_ps(x, x);
   __m512 y = _mm512_fmadd_ps(C16(7.0376836292E-2f), x, C16(-1.1514610310E-1f));
   y = _mm512_fmadd_ps(y, x, C16(1.1676998740E-1f));
@@ -230,13 +237,12 @@ inline __m512 log16(__m512 x) {
   y = _mm512_fmadd_ps(y, z, _mm512_mul_ps(e, C16(-2.12194440e-4f)));
   y = _mm512_fnmadd_ps(z, C16(0.5f), y);
   x = _mm512_add_ps(x, y);
-  x = _mm512_fmadd_ps(e, C16(0.693359375f), x);
-  return _mm512_mask_mov_ps(x, invalid, _mm512_castsi512_ps(I16(-1)));  // or with all ones
+  return _mm512_fmadd_ps(e, C16(0.693359375f), x);
 }
 
+// sincos8 on 16 lanes, for x = 2 pi u >= +0 only: sincos8's sign extraction and absolute value leave such x
+// unchanged, so they are left out
 inline void sincos16(__m512 x, __m512* s, __m512* c) {
-  __m512 sign_sin = and16(x, I16(int(0x80000000u)));
-  x = and16(x, I16(~int(0x80000000u)));
   __m512 y = _mm512_mul_ps(x, C16(1.27323954473516f));
   __m512i imm2 = _mm512_cvttps_epi32(y);
   imm2 = _mm512_add_epi32(imm2, I16(1));
@@ -244,7 +250,7 @@ inline void sincos16(__m512 x, __m512* s, __m512* c) {
   y = _mm512_cvtepi32_ps(imm2);
   __m512i imm4 = imm2;
   const __m512i imm0 = _mm512_slli_epi32(_mm512_and_si512(imm2, I16(4)), 29);
-  const __mmask16 poly = _mm512_cmpeq_epi32_mask(_mm512_and_si512(imm2, I16(2)), _mm512_setzero_si512());
+  const __mmask16 poly = _mm512_testn_epi32_mask(imm2, I16(2));
   const __m512 swap_sign_sin = _mm512_castsi512_ps(imm0);
   x = _mm512_fmadd_ps(y, C16(-0.78515625f), x);
   x = _mm512_fmadd_ps(y, C16(-2.4187564849853515625e-4f), x);
@@ -253,7 +259,7 @@ inline void sincos16(__m512 x, __m512* s, __m512* c) {
   imm4 = _mm512_andnot_si512(imm4, I16(4));
   imm4 = _mm512_slli_epi32(imm4, 29);
   const __m512 sign_cos = _mm512_castsi512_ps(imm4);
-  sign_sin = xor16(sign_sin, swap_sign_sin);
+  const __m512 sign_sin = swap_sign_sin;
   const __m512 z = _mm512_mul_ps(x, x);
   __m512 yc = _mm512_fmadd_ps(C16(2.443315711809948E-005f), z, C16(-1.388731625493765E-003f));
   yc = _mm512_fmadd_ps(yc, z, C16(4.166664568298827E-002f));
@@ -264,29 +270,13 @@ inline void sincos16(__m512 x, __m512* s, __m512* c) {
   ys = _mm512_fmadd_ps(ys, z, C16(-1.6666654611E-1f));
   ys = _mm512_mul_ps(ys, z);
   ys = _mm512_fmadd_ps(ys, x, x);
-  const __m512 ysin2 = _mm512_maskz_mov_ps(poly, ys);
-  const __m512 ysin1 = _mm512_maskz_mov_ps(__mmask16(~poly), yc);
-  ys = _mm512_sub_ps(ys, ysin2);
-  yc = _mm512_sub_ps(yc, ysin1);
-  *s = xor16(_mm512_add_ps(ysin1, ysin2), sign_sin);
-  *c = xor16(_mm512_add_ps(yc, ys), sign_cos);
+  // sincos8 selects between ys and yc by adding and subtracting masked copies, which turns a -0 into +0; neither is
+  // ever -0 here (yc >= cos(pi/4); ys has the sign of the reduced argument, which is +0 at worst), so blends give
+  // the same values
+  *s = xor16(_mm512_mask_blend_ps(poly, yc, ys), sign_sin);
+  *c = xor16(_mm512_mask_blend_ps(poly, ys, yc), sign_cos);
 }
 
-inline void box_muller_pair(float* a, float* b) {  // box_muller16(a); box_muller16(b)
-  const __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
-  const __m512 hi = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8)), _mm256_loadu_ps(b + 8), 1);
-  const __m512 u1 = _mm512_sub_ps(C16(1.0f), lo);
-  const __m512 radius = _mm512_sqrt_ps(_mm512_mul_ps(C16(-2.0f), log16(u1)));
-  const __m512 theta = _mm512_mul_ps(C16(float(2.0f * 3.14159265358979323846)), hi);
-  __m512 sn, cs;
-  sincos16(theta, &sn, &cs);
-  const __m512 x0 = _mm512_fmadd_ps(_mm512_mul_ps(radius, cs), C16(1.0f), _mm512_setzero_ps());
-  const __m512 x1 = _mm512_fmadd_ps(_mm512_mul_ps(radius, sn), C16(1.0f), _mm512_setzero_ps());
-  _mm256_storeu_ps(a, _mm512_castps512_ps256(x0));
-  _mm256_storeu_ps(a + 8, _mm512_castps512_ps256(x1));
-  _mm256_storeu_ps(b, _mm512_extractf32x8_ps(x0, 1));
-  _mm256_storeu_ps(b + 8, _mm512_extractf32x8_ps(x1, 1));
-}
 #endif
 
 #if defined(__AVX512F__)
@@ -320,8 +310,10 @@ inline void box_muller_groups(const float* u, float* d, int64_t groups) {
     const __m512 theta = _mm512_mul_ps(C16(float(2.0f * 3.14159265358979323846)), load_pair(b + 8, b + 24));
     __m512 sn, cs;
     sincos16(theta, &sn, &cs);
-    store_pair(a, a + 16, _mm512_fmadd_ps(_mm512_mul_ps(radius, cs), C16(1.0f), _mm512_setzero_ps()));
-    store_pair(a + 8, a + 24, _mm512_fmadd_ps(_mm512_mul_ps(radius, sn), C16(1.0f), _mm512_setzero_ps()));
+    // fma(r c, 1, 0) as in box_muller16 is fma(r, c, 0): both round r c once and turn an exact -0 into +0 (and
+    // |r c| is never so small that it would underflow)
+    store_pair(a, a + 16, _mm512_fmadd_ps(radius, cs, _mm512_setzero_ps()));
+    store_pair(a + 8, a + 24, _mm512_fmadd_ps(radius, sn, _mm512_setzero_ps()));
   }
   g = 2 * pairs;
 #endif
@@ -365,10 +357,10 @@ struct NormalStream {
         // pos is at a group start: whole groups straight into dst, or the next group into carry
         int64_t groups = (count < cut - pos ? count : cut - pos) / 16;
         if (groups > 0) {
-          if (mt.next % 16 == 0) {  // groups lie inside refills (624 = 39 x 16): straight from the generator
+          if (mt.next % 16 == 0) {  // groups lie inside refills (1248 = 78 x 16): straight from the generator
             for (int64_t left = groups; left > 0;) {
-              if (mt.next == MT_N) mt_refill(mt);
-              const int64_t k = std::min<int64_t>(left, (MT_N - mt.next) / 16);
+              if (mt.next == MT_U) mt_refill(mt);
+              const int64_t k = std::min<int64_t>(left, (MT_U - mt.next) / 16);
               box_muller_groups(mt.u + mt.next, dst + 16 * (groups - left), k);
               mt.next += int(16 * k);
               left -= k;
@@ -410,75 +402,86 @@ constexpr int n_params() {
   return p;
 }
 constexpr int P = n_params();
-constexpr int max_width() {
+
+#if defined(__AVX512F__)
+constexpr int V = 16;  // floats per vector register
+#else
+constexpr int V = 8;
+#endif
+typedef float vec __attribute__((vector_size(V * sizeof(float))));
+typedef int32_t ivec __attribute__((vector_size(V * sizeof(int32_t))));
+typedef float uvec __attribute__((vector_size(V * sizeof(float)), aligned(sizeof(float))));  // unaligned access
+constexpr int nvec(int n) { return (n + V - 1) / V; }
+constexpr int max_nvec() {
   int w = 0;
-  for (int l = 0; l <= NL; ++l) w = kDims[l] > w ? kDims[l] : w;
+  for (int l = 1; l <= NL; ++l) w = nvec(kDims[l]) > w ? nvec(kDims[l]) : w;
   return w;
 }
-constexpr int WMAX = max_width();
-constexpr int R = 8;  // inputs evaluated together
+constexpr int HV = max_nvec() * V;  // floats per row of a hidden-layer buffer
+// The vector loads of a layer's last row read up to V - 1 floats past the layer's end (into what follows it in the
+// parameters, or into this padding after the last network): those lanes are masked before they are used.
+constexpr int PAD = V;
 
-template <int N>
-struct VF {
-  typedef float type __attribute__((vector_size(N * sizeof(float)), aligned(sizeof(float))));
-};
+inline vec load(const float* p) { return *reinterpret_cast<const uvec*>(p); }
+inline vec lanes_below(int n, int k) {  // 1 in the lanes of vector k whose column is < n, else 0
+  ivec lane;
+  for (int j = 0; j < V; ++j) lane[j] = k * V + j;
+  return lane < n ? vec{} + 1.0f : vec{};
+}
 
 // The filter needs no bit-exactness (its margin covers rounding), so its multiply-adds may be fused by the compiler.
 #define FUSED __attribute__((optimize("fp-contract=fast")))
 
-// out[r][C0 : C0+K*N] = relu(alpha * sum_i h[r][i] W[i][C0 : ...] + beta * b[C0 : ...]) for r < R
-template <int IN, int OUT, int C0, int N, int K>
-FUSED inline void dense_tile(const float* __restrict W, const float* __restrict b, const float* __restrict h,
-                             float* __restrict out, float alpha, float beta) {
-  typedef typename VF<N>::type v;
-  constexpr int RT = N * K >= 32 ? 4 : 8;  // rows per pass: <= ~12 accumulator vectors
-  for (int r0 = 0; r0 < R; r0 += RT) {
-    v acc[RT][K];
-    for (int r = 0; r < RT; ++r)
-      for (int k = 0; k < K; ++k) acc[r][k] = v{};
-    for (int i = 0; i < IN; ++i) {
-      const v* w = reinterpret_cast<const v*>(W + i * OUT + C0);
-      v ws[K];
-      for (int k = 0; k < K; ++k) ws[k] = w[k];
-      for (int r = 0; r < RT; ++r) {
-        const float x = h[(r0 + r) * IN + i];
-        for (int k = 0; k < K; ++k) acc[r][k] += x * ws[k];
-      }
+// One dense ReLU layer on RB rows: out[r][0:OUT] = relu(alpha * h[r] @ W + beta * b), W [IN, OUT] row-major, rows of
+// h `hstride` floats apart, rows of out HV floats apart, out's lanes >= OUT set to 0. The sum over i runs as two
+// interleaved partial sums so that each accumulator's chain of dependent multiply-adds is half as long.
+template <int IN, int OUT, int RB>
+FUSED inline void dense_relu(const float* __restrict W, const float* __restrict b, const float* __restrict h,
+                             int hstride, float* __restrict out, float alpha, float beta) {
+  constexpr int NV = nvec(OUT);
+  vec acc[2][RB][NV];
+#pragma GCC unroll 8
+  for (int q = 0; q < 2; ++q)
+    for (int r = 0; r < RB; ++r)
+      for (int k = 0; k < NV; ++k) acc[q][r][k] = vec{};
+  // (q is a constant in every unrolled step, so that the accumulators stay in registers)
+  auto step = [&](int i, int q) __attribute__((always_inline)) {
+    vec w[NV];
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; ++k) w[k] = load(W + i * OUT + k * V);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      const float x = h[r * hstride + i];
+#pragma GCC unroll 8
+      for (int k = 0; k < NV; ++k) acc[q][r][k] += x * w[k];
     }
-    const v* bb = reinterpret_cast<const v*>(b + C0);
-    for (int r = 0; r < RT; ++r)
-      for (int k = 0; k < K; ++k) {
-        const v z = alpha * acc[r][k] + beta * bb[k];
-        *reinterpret_cast<v*>(out + (r0 + r) * OUT + C0 + k * N) = z < 0.0f ? v{} : z;
-      }
+  };
+  int i = 0;
+  for (; i + 2 <= IN; i += 2) {
+    step(i, 0);
+    step(i + 1, 1);
+  }
+  if (i < IN) step(i, 0);
+#pragma GCC unroll 8
+  for (int k = 0; k < NV; ++k) {
+    const vec bias = beta * load(b + k * V);
+    const vec keep = lanes_below(OUT, k);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      const vec z = alpha * (acc[0][r][k] + acc[1][r][k]) + bias;
+      *reinterpret_cast<vec*>(out + r * HV + k * V) = (z > 0.0f ? z : vec{}) * keep;
+    }
   }
 }
 
-template <int IN, int OUT, int C0>
-inline void dense_cols(const float* W, const float* b, const float* h, float* out, float alpha, float beta) {
-  constexpr int REM = OUT - C0;
-  if constexpr (REM >= 32) {
-    dense_tile<IN, OUT, C0, 16, 2>(W, b, h, out, alpha, beta);
-    dense_cols<IN, OUT, C0 + 32>(W, b, h, out, alpha, beta);
-  } else if constexpr (REM >= 16) {
-    dense_tile<IN, OUT, C0, 16, 1>(W, b, h, out, alpha, beta);
-    dense_cols<IN, OUT, C0 + 16>(W, b, h, out, alpha, beta);
-  } else if constexpr (REM >= 8) {
-    dense_tile<IN, OUT, C0, 8, 1>(W, b, h, out, alpha, beta);
-    dense_cols<IN, OUT, C0 + 8>(W, b, h, out, alpha, beta);
-  } else if constexpr (REM >= 1) {
-    dense_tile<IN, OUT, C0, 1, REM>(W, b, h, out, alpha, beta);
-  }
-}
-
-// the hidden layers on the R rows in h (tmp: a second buffer, the two used in turn); returns the buffer holding the
-// last hidden layer
-template <int l>
-inline float* hidden_layers(const float* p, float* h, float* tmp, float sw, float sb) {
+// the hidden layers l ... NL - 1 on RB rows (h: rows `hstride` apart; a, c: two row buffers used in turn); returns
+// the buffer holding the last hidden layer (rows HV apart)
+template <int l, int RB>
+inline const float* hidden(const float* p, const float* h, int hstride, float* a, float* c, float sw, float sb) {
   if constexpr (l < NL - 1) {
     constexpr int IN = kDims[l], OUT = kDims[l + 1];
-    dense_cols<IN, OUT, 0>(p, p + IN * OUT, h, tmp, sw / std::sqrt(float(IN)), sb);
-    return hidden_layers<l + 1>(p + IN * OUT + OUT, tmp, h, sw, sb);
+    dense_relu<IN, OUT, RB>(p, p + IN * OUT, h, hstride, a, sw / std::sqrt(float(IN)), sb);
+    return hidden<l + 1, RB>(p + IN * OUT + OUT, a, HV, c, a, sw, sb);
   } else {
     return h;
   }
@@ -490,47 +493,67 @@ constexpr int readout_offset() {
   return p;
 }
 
-// true when some row r < rows has a logit of the wrong sign beyond the margin
-FUSED inline bool rejects(const float* p, const float* x, const uint8_t* y, int rows, float sw, float sb, float margin) {
-  alignas(64) float h[R * WMAX];
-  alignas(64) float tmp[R * WMAX];
-  std::memset(h, 0, sizeof(h));
-  std::memcpy(h, x, sizeof(float) * rows * kDims[0]);
-  const float* hl = hidden_layers<0>(p, h, tmp, sw, sb);
-  constexpr int IN = kDims[NL - 1];
+inline float hsum(vec v) {  // pairwise: a chain of log2(V) additions, not V
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+#endif
+}
+
+// One network p on RB rows x (d floats each) with labels y: true when one of the rows has a logit of the wrong sign
+// by more than margin * (sigma_b |bias| + alpha ||h|| ||w||), the bound on the magnitude of the readout's terms.
+// w_norm = ||w||, the readout weights' norm.
+template <int RB>
+FUSED inline bool rows_reject(const float* p, const float* x, const uint8_t* y, float sw, float sb, float margin,
+                              float w_norm) {
+  alignas(64) float a[RB * HV];
+  alignas(64) float c[RB * HV];
+  const float* hl = hidden<0, RB>(p, x, kDims[0], a, c, sw, sb);
+  constexpr int IN = kDims[NL - 1], NV = nvec(IN);
   const float* w = p + readout_offset();
   const float bias = w[IN];
   const float alpha = sw / std::sqrt(float(IN));
-  float wp[8] = {};  // |w|^2 in 8 partial sums (a bound, not bit-exact: any order will do)
-  {
-    int i = 0;
-    for (; i + 8 <= IN; i += 8)
-      for (int j = 0; j < 8; ++j) wp[j] = std::fma(w[i + j], w[i + j], wp[j]);
-    for (; i < IN; ++i) wp[0] = std::fma(w[i], w[i], wp[0]);
-  }
-  float wn = 0.0f;
-  for (int j = 0; j < 8; ++j) wn += wp[j];
-  wn = std::sqrt(wn);
-  for (int r = 0; r < rows; ++r) {
-    float acc[8] = {}, hn[8] = {};
-    int i = 0;
-    for (; i + 8 <= IN; i += 8)
-      for (int j = 0; j < 8; ++j) {
-        acc[j] = std::fma(hl[r * IN + i + j], w[i + j], acc[j]);
-        hn[j] = std::fma(hl[r * IN + i + j], hl[r * IN + i + j], hn[j]);
-      }
-    for (; i < IN; ++i) {
-      acc[0] = std::fma(hl[r * IN + i], w[i], acc[0]);
-      hn[0] = std::fma(hl[r * IN + i], hl[r * IN + i], hn[0]);
-    }
-    float s = 0.0f, n2 = 0.0f;
-    for (int j = 0; j < 8; ++j) { s += acc[j]; n2 += hn[j]; }
-    const float z = std::fma(alpha, s, sb * bias);
-    const float scale = sb * std::fabs(bias) + alpha * std::sqrt(n2) * wn;
-    const bool wrong = (z > 0.0f) != (y[r] != 0);
-    if (wrong && std::fabs(z) > margin * scale) return true;
+  vec wv[NV];
+#pragma GCC unroll 8
+  for (int k = 0; k < NV; ++k) wv[k] = load(w + k * V) * lanes_below(IN, k);
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; ++r) {
+    const vec* hr = reinterpret_cast<const vec*>(hl + r * HV);
+    vec dot{};
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; ++k) dot += hr[k] * wv[k];
+    const float z = alpha * hsum(dot) + sb * bias;
+    if ((z > 0.0f) == (y[r] != 0)) continue;  // right sign: ||h|| is not needed
+    vec sq{};
+#pragma GCC unroll 8
+    for (int k = 0; k < NV; ++k) sq += hr[k] * hr[k];
+    if (std::fabs(z) > margin * (sb * std::fabs(bias) + alpha * std::sqrt(hsum(sq)) * w_norm)) return true;
   }
   return false;
+}
+
+// true when some input of S (x [n, d], y [n]) has a logit of the wrong sign beyond the margin; inputs are taken two
+// at a time, in order, and the first pair that rejects ends the evaluation (with S ordered so that each pair has
+// one input of each label, the first pair rejects ~95% of the book's networks)
+FUSED inline bool rejects(const float* p, const float* x, const uint8_t* y, int64_t n, float sw, float sb,
+                          float margin) {
+  constexpr int IN = kDims[NL - 1], NV = nvec(IN);
+  const float* w = p + readout_offset();
+  vec wsq{};
+#pragma GCC unroll 8
+  for (int k = 0; k < NV; ++k) {
+    const vec wk = load(w + k * V) * lanes_below(IN, k);
+    wsq += wk * wk;
+  }
+  const float wn = std::sqrt(hsum(wsq));
+  constexpr int d = kDims[0];
+  int64_t s = 0;
+  for (; s + 2 <= n; s += 2)
+    if (rows_reject<2>(p, x + s * d, y + s, sw, sb, margin, wn)) return true;
+  return s < n && rows_reject<1>(p, x + s * d, y + s, sw, sb, margin, wn);
 }
 
 }  // namespace
@@ -556,35 +579,59 @@ void sgdb_normal_fill_many(const uint64_t* seeds, int64_t m, float* out, int64_t
   }
 }
 
+// The number of 16-value groups on which box_muller_groups (with AVX-512: the two-group form, whose operations were
+// simplified using the range of its inputs) and box_muller16 (the transcription of torch's AVX2 kernel) differ in
+// any bit, over every possible input: groups whose eight u1 and eight u2 lanes run through all 2^24 uniforms
+// k 2^-24. 0 means the two are the same function.
+int64_t sgdb_box_muller_mismatches() {
+  constexpr int64_t G = 4096;  // groups per batch
+  float* u = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * 16 * G));
+  float* a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * 16 * G));
+  if (!u || !a) {
+    std::free(u);
+    std::free(a);
+    return -1;
+  }
+  int64_t bad = 0;
+  for (int64_t g0 = 0; g0 < (int64_t(1) << 24) / 8; g0 += G) {
+    for (int64_t g = 0; g < G; ++g)
+      for (int j = 0; j < 8; ++j) {
+        const float v = float((g0 + g) * 8 + j) * (1.0f / 16777216.0f);
+        u[16 * g + j] = v;
+        u[16 * g + 8 + j] = v;
+      }
+    box_muller_groups(u, a, G);
+    for (int64_t g = 0; g < G; ++g) {
+      float b[16];
+      std::memcpy(b, u + 16 * g, sizeof(b));
+      box_muller16(b);
+      bad += int64_t(std::memcmp(b, a + 16 * g, sizeof(b)) != 0);
+    }
+  }
+  std::free(u);
+  std::free(a);
+  return bad;
+}
+
 // The networks of block `seed` (a stream of block * P normals; only its first n_keep networks are looked at) that
-// the filter keeps on S (x_s [n_s, d], y_s [n_s] in {0,1}; n_first inputs first): their indices in the block into
-// idx (ascending) and their raw normals into params [count, P]. Returns the count (<= n_keep).
+// the filter keeps on S (x_s [n_s, d], y_s [n_s] in {0,1}): their indices in the block into idx (ascending) and their
+// raw normals into params [count, P]. Returns the count (<= n_keep), or -1 when memory runs out.
 int64_t sgdb_prior_filter(uint64_t seed, int64_t block, int64_t n_keep, const float* x_s, const uint8_t* y_s,
-                          int64_t n_s, int64_t n_first, float sigma_w, float sigma_b, float margin, int64_t* idx,
-                          float* params) {
-  constexpr int NB = 8;  // networks per slice of the stream
-  float* buf = static_cast<float*>(std::aligned_alloc(64, ((sizeof(float) * NB * P + 63) / 64) * 64));
+                          int64_t n_s, float sigma_w, float sigma_b, float margin, int64_t* idx, float* params) {
+  constexpr int NB = 4;  // networks per slice of the stream: 32 KB, read back from L1
+  const size_t bytes = ((sizeof(float) * (NB * P + PAD) + 63) / 64) * 64;
+  float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!buf) return -1;
+  std::memset(buf, 0, bytes);
   NormalStream st;
   st.init(seed, block * P);
-  alignas(64) float xs[R * WMAX];
-  alignas(64) uint8_t ys[R];
   int64_t found = 0;
   for (int64_t k0 = 0; k0 < n_keep; k0 += NB) {
     const int nb = int(n_keep - k0 < NB ? n_keep - k0 : NB);
     st.take(buf, int64_t(nb) * P);
     for (int k = 0; k < nb; ++k) {
       const float* p = buf + int64_t(k) * P;
-      bool out = false;
-      for (int64_t s0 = 0; s0 < n_s && !out;) {
-        const int64_t first_end = s0 == 0 && n_first > 0 && n_first < n_s ? n_first : n_s;
-        const int rows = int(first_end - s0 < R ? first_end - s0 : R);
-        std::memcpy(xs, x_s + s0 * kDims[0], sizeof(float) * rows * kDims[0]);
-        std::memcpy(ys, y_s + s0, rows);
-        out = rejects(p, xs, ys, rows, sigma_w, sigma_b, margin);
-        s0 += rows;
-      }
-      if (!out) {
+      if (!rejects(p, x_s, y_s, n_s, sigma_w, sigma_b, margin)) {
         idx[found] = k0 + k;
         std::memcpy(params + found * P, p, sizeof(float) * P);
         ++found;
