@@ -237,14 +237,14 @@ def _alternate_labels(y: torch.Tensor) -> torch.Tensor:
 
 
 def _native_candidates(lib, buffer: torch.Tensor, first: int, last: int, n_total: int, seed: int, block: int,
-                       x_train, y, sigma_w: float, sigma_b: float) -> torch.Tensor:
+                       s_filter: tuple[torch.Tensor, torch.Tensor], sigma_w: float, sigma_b: float) -> torch.Tensor:
     """The raw parameters (rows of ``buffer``) of the networks of blocks ``first … last − 1`` that the native filter
     keeps: each block's stream is generated slice by slice (bit-equal to ``Tensor.normal_``) and every network
     evaluated on S in cache, rejecting only those with a logit of the wrong sign by more than PREFILTER_MARGIN × the
     bound on its summed terms (the test of the first pass below, on all of S) — so the kept networks are a superset
-    of those fitting S, in block order, and the caller evaluates them exactly as on the torch path."""
-    x = x_train.to(torch.float32).contiguous()
-    yb = y.to(torch.uint8).contiguous()
+    of those fitting S, in block order, and the caller evaluates them exactly as on the torch path. ``s_filter``:
+    S as the filter takes it, float32 ``[n, d]`` and uint8 labels ``[n]``, contiguous, in any order."""
+    x, yb = s_filter
     idx = np.empty(block, dtype=np.int64)
     count = 0
     for j in range(first, last):
@@ -257,16 +257,17 @@ def _native_candidates(lib, buffer: torch.Tensor, first: int, last: int, n_total
 
 def _chunk_functions(buffer: torch.Tensor, first: int, last: int, n_total: int, seed: int, block: int,
                      x_train, y, x_test, layers, sigma_w: float, sigma_b: float, phi,
-                     lib=None) -> tuple[int, torch.Tensor | None]:
+                     lib=None, s_filter=None) -> tuple[int, torch.Tensor | None]:
     """Draw blocks ``first … last − 1`` of stream ``seed`` into ``buffer [≥ (last − first)·block, n_params]`` and
     return ``(n_chunk, packed)``: the chunk's number of networks (the last chunk keeps only those below ``n_total``)
     and the packed labellings of E ``uint8 [n_fit, ⌈|E|/8⌉]`` (on CPU) of those fitting S, or None when none does.
     With ``lib`` (the native kernel, CPU float32 ReLU only) the draws and the screening on S run natively
-    (``_native_candidates``; with S empty, only the draws); the networks kept, and so the result, are the same."""
+    (``_native_candidates`` on ``s_filter``; with S empty, only the draws); the networks kept, and so the result,
+    are the same."""
     with torch.inference_mode():  # inference mode is thread-local: the worker threads enter it themselves
         n_chunk = min((last - first) * block, n_total - first * block)
         if lib is not None and x_train.shape[0]:
-            params = _native_candidates(lib, buffer, first, last, n_total, seed, block, x_train, y, sigma_w,
+            params = _native_candidates(lib, buffer, first, last, n_total, seed, block, s_filter, sigma_w,
                                         sigma_b)
         else:
             for k, j in enumerate(range(first, last)):  # block j fills rows [k·block, (k+1)·block) of the buffer
@@ -377,12 +378,14 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
             # than 8 blocks (131 MB, beyond the caches) even in one thread
             chunk = max(int(block), 2048)
     blocks_per_chunk = -(-int(chunk) // block)
+    s_filter = None
     if lib is not None and x_train.shape[0]:
-        # Whether a network fits S does not depend on the order of S; the native filter stops at the first pair of
-        # inputs that rejects, and pairs of opposite labels reject almost every network at once (a prior network is
-        # rarely far from constant): ~1.05 pairs per network for the book's S instead of ~1.5 in its own order.
+        # The filter's verdict does not depend on the order of S, and it stops at the first pair of inputs that
+        # rejects: pairs of opposite labels reject almost every network at once (a prior network is rarely far from
+        # constant), ~1.05 pairs per network for the book's S instead of ~1.5 in its own order. The exact check of
+        # the survivors keeps S's own order.
         order = _alternate_labels(y)
-        x_train, y = x_train[order], y[order]
+        s_filter = (x_train[order].to(torch.float32).contiguous(), y[order].to(torch.uint8).contiguous())
     if threads is None:
         # the native path's work is in its own kernel: every CPU (fused.default_threads), whatever torch's thread
         # count (chapters set torch to one thread for its tiny ops); the torch path keeps torch's count
@@ -414,7 +417,7 @@ def sample_prior(x_train, y_train, x_test, *, n_samples: int, widths: Sequence[i
         bar.update(n_chunk)
 
     args = (int(n_samples), int(seed), int(block), x_train, y, x_test, layers, float(sigma_w), float(sigma_b), phi,
-            lib)
+            lib, s_filter)
     with torch.inference_mode():
         buffers = [torch.empty(rows, n_params, device=dev, dtype=dtype) for _ in range(threads)]
     if threads == 1:
