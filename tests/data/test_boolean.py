@@ -126,6 +126,23 @@ def test_mingard_split(k):
     np.testing.assert_array_equal(same.train_idx, sp.train_idx)
 
 
+def test_mask_problem_agrees_with_mingard_split():
+    """mask_problem accepts exactly the masks mingard_split takes with |S| = 32, and says what is wrong otherwise."""
+    from sgdbayes.data.boolean import mask_problem
+
+    a = MINGARD_MASKS["A"]
+    bad = {"C": "neither 'A', 'B'", a[:-1]: "neither 'A', 'B'", a[:-1] + "2": "neither 'A', 'B'",
+           "1" + a[1:]: "33 ones, not 32", 7: "not a string (int)"}
+    for mask in ("A", "b", a, MINGARD_MASKS["B"]):
+        assert mask_problem(mask) is None
+        assert mingard_split(7, mask).x_train.shape[0] == 32
+    for mask, reason in bad.items():
+        assert reason in mask_problem(mask)
+        if isinstance(mask, str) and mask.upper() not in ("A", "B"):
+            with pytest.raises(ValueError):
+                mingard_split(7, mask)
+
+
 def test_mask_and_target_errors():
     a, t7 = MINGARD_MASKS["A"], MINGARD_TARGETS[7]
     with pytest.raises(ValueError, match="mask must be a string of 128 '0'/'1' characters, got length 127"):

@@ -41,6 +41,7 @@ __all__ = [
     "boolean_target",
     "lz76_words",
     "lz_complexity",
+    "mask_problem",
     "mask_split",
     "mingard_split",
     "random_target_with_lz",
@@ -311,6 +312,18 @@ def mask_split(target, mask, *, n: int = 7, n_train: int | None = None, device: 
     tr, te = torch.as_tensor(train_idx, device=x.device), torch.as_tensor(test_idx, device=x.device)
     return BooleanSplit(n=n, target=t, train_idx=train_idx, test_idx=test_idx,
                         x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
+
+
+def mask_problem(mask) -> str | None:
+    """None when ``mask`` names one of the authors' train sets for :func:`mingard_split`: "A" or "B" (either case)
+    or a 128-character '0'/'1' string with 32 ones; otherwise what is wrong with it, for an error message."""
+    if not isinstance(mask, str):
+        return f"not a string ({type(mask).__name__})"
+    if mask.upper() in MINGARD_MASKS:
+        return None
+    if len(mask) != 128 or set(mask) - {"0", "1"}:
+        return "neither 'A', 'B' nor a 128-character '0'/'1' string"
+    return None if mask.count("1") == 32 else f"a mask with {mask.count('1')} ones, not 32 (|S| = 32)"
 
 
 def mingard_split(target: int | str = 7, mask: str | None = None, *, device: str | torch.device = "cpu",

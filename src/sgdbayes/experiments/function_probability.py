@@ -1512,13 +1512,9 @@ class _BooleanMask(Kind):
     """'' (the authors' mask for the target), 'A', 'B', or a 128-character '0'/'1' string with 32 ones."""
 
     def problem(self, value: Any) -> str | None:
-        if not isinstance(value, str):
-            return "not a string"
-        if value.upper() in ("", "A", "B"):
-            return None
-        if len(value) != 128 or set(value) - {"0", "1"}:
-            return "neither '', 'A', 'B' nor a 128-character '0'/'1' string"
-        return None if value.count("1") == 32 else f"a mask with {value.count('1')} ones, not 32 (|S| = 32)"
+        from sgdbayes.data.boolean import mask_problem
+
+        return None if value == "" else mask_problem(value)
 
     def describe(self) -> str:
         return "'' (the authors' mask for the target), 'A', 'B' or a 128-character '0'/'1' string with 32 ones"

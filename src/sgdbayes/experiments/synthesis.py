@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sgdbayes.data.boolean import mask_problem
 from sgdbayes.functions import FunctionCounts, as_bits
 from sgdbayes.params import Choice, Float, Int, List, Rule, Spec, Str
 
@@ -539,10 +540,6 @@ def mnist_local_picture(n_train: int, n_test: int, *, downsample: int, hidden: S
             "null_vs_laplace": float(c["tr_emp_null"] / c["tr_laplace_null"]), "drift": float(c["drift"])}
 
 
-def _is_mask(mask: str) -> bool:
-    return mask in ("A", "B") or (len(mask) == 128 and set(mask) <= {"0", "1"} and mask.count("1") == 32)
-
-
 def boolean_system(target: str, n_train: int, *, mask: str = "", seed: int = 0):
     """The chapter's Boolean split (n = 7, all 128 inputs): ``target`` a '0'/'1' string tiled to 128 bits.
 
@@ -555,8 +552,9 @@ def boolean_system(target: str, n_train: int, *, mask: str = "", seed: int = 0):
         raise ValueError(f"target must be a '0'/'1' string whose length divides 128, got {target!r}")
     if mask == "":
         return boolean_split(target, n_train, seed=seed)
-    if not _is_mask(mask):
-        raise ValueError(f"mask must be '', 'A', 'B' or 128 '0'/'1' characters with 32 ones, got {mask!r}")
+    problem = mask_problem(mask)
+    if problem is not None:
+        raise ValueError(f"mask must be '', 'A', 'B' or 128 '0'/'1' characters with 32 ones, got {problem}: {mask!r}")
     if n_train != 32:
         raise ValueError(f"with a train mask |S| is the mask's 32 inputs; got n_train = {n_train}")
     return mingard_split(target * (128 // len(target)), mask)
@@ -589,7 +587,7 @@ PARAMETERS = Spec(
         Rule(lambda p: p["local_batch"] <= p["mnist_local_n_train"], "local_batch <= mnist_local_n_train"),
         Rule(lambda p: set(p["bool_target"]) <= {"0", "1"} and 0 < len(p["bool_target"]) and
              128 % len(p["bool_target"]) == 0, "bool_target must be a '0'/'1' string whose length divides 128"),
-        Rule(lambda p: p["bool_mask"] == "" or _is_mask(p["bool_mask"]),
+        Rule(lambda p: p["bool_mask"] == "" or mask_problem(p["bool_mask"]) is None,
              "bool_mask must be '' (a random S), 'A', 'B' or 128 '0'/'1' characters with 32 ones"),
         Rule(lambda p: p["bool_mask"] == "" or p["bool_n_train"] == 32,
              "with a bool_mask, bool_n_train must be 32 (the mask's size)"),
