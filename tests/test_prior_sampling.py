@@ -349,6 +349,24 @@ def test_native_filter_stream_and_superset():
         kept_fitting += len(fits)
 
 
+@pytest.mark.parametrize("widths", [(), (5,), (17, 3), (33, 9, 40)])
+def test_native_filter_on_other_architectures_gives_torchs_counts(monkeypatch, widths):
+    """The native filter is compiled per architecture: the linear model (no hidden layer), one or three hidden
+    layers, widths that are not multiples of the vector width. Its counts must equal the torch path's."""
+    import sgdbayes.prior_sampling as ps
+    from sgdbayes.data.boolean import boolean_split
+
+    _native_or_skip((7, *widths, 1))
+    split = boolean_split("0110", 6, seed=2)
+    kw = dict(x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, n_samples=3000, block=1000,
+              widths=widths, sigma_b=0.5, seed=5, progress=False)
+    native = sample_prior(**kw)
+    monkeypatch.setattr(ps, "USE_NATIVE", False)
+    plain = sample_prior(**kw)
+    assert native.n_consistent == plain.n_consistent > 0
+    assert native.counts == plain.counts
+
+
 @pytest.mark.parametrize("with_s", [True, False])
 def test_native_and_torch_paths_give_identical_counts(monkeypatch, with_s):
     import sgdbayes.prior_sampling as ps

@@ -414,10 +414,10 @@ typedef float uvec __attribute__((vector_size(V * sizeof(float)), aligned(sizeof
 constexpr int nvec(int n) { return (n + V - 1) / V; }
 constexpr int max_nvec() {
   int w = 0;
-  for (int l = 1; l <= NL; ++l) w = nvec(kDims[l]) > w ? nvec(kDims[l]) : w;
+  for (int l = 0; l <= NL; ++l) w = nvec(kDims[l]) > w ? nvec(kDims[l]) : w;
   return w;
 }
-constexpr int HV = max_nvec() * V;  // floats per row of a hidden-layer buffer
+constexpr int HV = max_nvec() * V;  // floats per row of a layer buffer (inputs included: the linear model's)
 // The vector loads of a layer's last row read up to V - 1 floats past the layer's end (into what follows it in the
 // parameters, or into this padding after the last network): those lanes are masked before they are used.
 constexpr int PAD = V;
@@ -511,7 +511,13 @@ FUSED inline bool rows_reject(const float* p, const float* x, const uint8_t* y, 
                               float w_norm) {
   alignas(64) float a[RB * HV];
   alignas(64) float c[RB * HV];
-  const float* hl = hidden<0, RB>(p, x, kDims[0], a, c, sw, sb);
+  const float* hl = a;
+  if constexpr (NL == 1) {  // the linear model: the readout acts on the inputs, copied into aligned, zero-padded rows
+    std::memset(a, 0, sizeof(a));
+    for (int r = 0; r < RB; ++r) std::memcpy(a + r * HV, x + r * kDims[0], sizeof(float) * kDims[0]);
+  } else {
+    hl = hidden<0, RB>(p, x, kDims[0], a, c, sw, sb);
+  }
   constexpr int IN = kDims[NL - 1], NV = nvec(IN);
   const float* w = p + readout_offset();
   const float bias = w[IN];
