@@ -225,3 +225,33 @@ def test_float32_products_keep_the_rank_and_the_spectrum_above_the_threshold(mak
     assert err < 1e-3 * exact.threshold
     with pytest.raises(ValueError, match="products"):
         per_sample_gram(model, ce, x, y, products="half")
+
+
+@pytest.mark.parametrize("padding, mode", [(0, "zeros"), (2, "zeros"), (2, "reflect"), ("same", "circular")])
+def test_grouped_convolution_gives_each_samples_weight_gradient(padding, mode):
+    """The grouped-convolution route to a conv layer's per-sample weight gradients equals autograd run on each
+    sample alone, whatever the padding; it is taken for a one-channel layer with large output maps (small-lenet's
+    first layer) and not where im2col is cheaper (its second layer)."""
+    from sgdbayes.noise.gram import _conv_weight_grads_grouped, _grouped_conv_applies
+
+    gen = torch.Generator().manual_seed(3)
+    conv = nn.Conv2d(2, 3, 3, padding=padding, padding_mode=mode)
+    x = torch.randn(5, 2, 9, 9, generator=gen)
+    out = conv(x)
+    delta = torch.randn(out.shape, generator=gen)
+    truth = []
+    for n in range(5):
+        conv.zero_grad()
+        (conv(x[n:n + 1]) * delta[n:n + 1]).sum().backward()
+        truth.append(conv.weight.grad.reshape(-1).clone())
+    got = _conv_weight_grads_grouped(conv, x, delta.detach())
+    torch.testing.assert_close(got, torch.stack(truth), rtol=1e-5, atol=1e-5)
+
+    lenet = small_lenet().eval()
+    xs = torch.rand(32, 1, 28, 28, generator=gen)
+    h = lenet[:5](xs)
+    d1 = torch.randn(32, 8, 24, 24, generator=gen)
+    d2 = torch.randn(32, 16, 4, 4, generator=gen)
+    assert _grouped_conv_applies(lenet[0], xs, d1, torch.float32)
+    assert not _grouped_conv_applies(lenet[0], xs, d1, torch.float64)  # float64 products: im2col in float64
+    assert not _grouped_conv_applies(lenet[5], h, d2, torch.float32)
