@@ -12,7 +12,8 @@ paper's threshold λ_max·d·ε32 are unchanged, tests/noise/test_noise_gram.py)
 beside it: the Gram of the second convolution's per-sample gradients is a dense N × N × 3,200 product, 2·N²·3,200
 flops (6.7 GFLOP at N = 1,024 before the symmetric half is skipped), while the forward+backward pass costs about
 3 × 0.3 MFLOP per sample; so the Gram grows with N² and the pass with N, and the rows "largest block GEMM alone"
-and "Gram flops / pass flops" show how much of the ratio that product alone takes. Timings alternate between the
+and "Gram flops / pass flops" show how much of the ratio that product alone takes. (The first convolution's
+per-sample gradients come from one grouped convolution, not im2col: ``sgdbayes.noise.gram._grouped_conv_applies``.) Timings alternate between the
 routes (best of several) because the machine is shared. The memory rows are
 informational: the explicit N×d matrix of small-lenet is only N·13,338·4 bytes (14 MB at N = 256), so at these sizes
 both peaks are dominated by activations, float64 copies of unfolded conv inputs and allocator/convolution
