@@ -266,7 +266,7 @@ def _chunk_functions(buffer: torch.Tensor, first: int, last: int, n_total: int, 
     are the same."""
     with torch.inference_mode():  # inference mode is thread-local: the worker threads enter it themselves
         n_chunk = min((last - first) * block, n_total - first * block)
-        if lib is not None and x_train.shape[0]:
+        if s_filter is not None:  # the native kernel and a non-empty S
             params = _native_candidates(lib, buffer, first, last, n_total, seed, block, s_filter, sigma_w,
                                         sigma_b)
         else:

@@ -123,6 +123,12 @@ def _self_gram(j: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _materialise_is_cheaper(n: int, t: int, p: int, q: int) -> bool:
+    """Whether forming a layer's per-sample gradients (``[N, p·q]``, then their Gram) costs no more than the
+    position-kernel route, for ``N`` samples, ``T`` positions, ``p`` inputs and ``q`` outputs per position."""
+    return n * n * t * t * (p + q) >= n * t * p * q + n * n * p * q
+
+
 def _positional_gram(a: torch.Tensor, delta: torch.Tensor, product_dtype: torch.dtype) -> tuple[torch.Tensor, str]:
     """Exact ``G_nm = ‖Σ_t δ_nt a_ntᵀ‖``-Gram for ``a [N, T, p]``, ``delta [N, T, q]`` by the cheaper route, computed
     and returned in ``product_dtype`` (the caller adds it into its ``dtype`` sum)."""
@@ -133,9 +139,7 @@ def _positional_gram(a: torch.Tensor, delta: torch.Tensor, product_dtype: torch.
     if t == 1:
         a2, d2 = a[:, 0], delta[:, 0]
         return _self_gram(a2).mul_(_self_gram(d2)), "kernel"
-    cost_kernel = n * n * t * t * (p + q)
-    cost_material = n * t * p * q + n * n * p * q
-    if cost_kernel < cost_material:
+    if not _materialise_is_cheaper(n, t, p, q):
         out = a.new_empty(n, n)
         step = max(1, _BLOCK_ELEMENTS // max(1, n * t * t))
         af = a.reshape(n * t, p)
@@ -186,8 +190,7 @@ def _grouped_conv_applies(mod: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor, 
     n, cout = delta.shape[0], delta.shape[1]
     t = delta.shape[2] * delta.shape[3]
     p = x.shape[1] * mod.kernel_size[0] * mod.kernel_size[1]
-    materialise = n * n * t * t * (p + cout) >= n * t * p * cout + n * n * p * cout
-    return materialise and t > p
+    return _materialise_is_cheaper(n, t, p, cout) and t > p
 
 
 def _conv_weight_grads_grouped(mod: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
